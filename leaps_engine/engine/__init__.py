@@ -1,0 +1,1 @@
+"""The engine: model adapters, objective terms, the synthesis loop, stimulus and video I/O."""
