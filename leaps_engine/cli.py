@@ -1,0 +1,174 @@
+"""The ``leaps-engine`` command line: the only place that prints or writes files.
+
+Problems with the user's input end with one ``error: ...`` line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import warnings
+from collections.abc import Iterator
+
+import click
+
+from leaps_engine.errors import LeapsError
+
+EMBEDDED_MODEL = "embedded"
+
+
+@contextlib.contextmanager
+def _user_errors() -> Iterator[None]:
+    """Turn :class:`LeapsError` into one line and exit 2; show warnings as one ``warning:`` line each."""
+
+    def show_warning(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
+        click.echo(f"warning: {message}", err=True)
+
+    previous = warnings.showwarning
+    warnings.showwarning = show_warning
+    try:
+        yield
+    except LeapsError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        click.echo("error: interrupted", err=True)
+        sys.exit(130)
+    finally:
+        warnings.showwarning = previous
+
+
+def _parse_size(value: str | None) -> tuple[int, int, int] | None:
+    if value is None:
+        return None
+    parts = value.lower().split("x")
+    if len(parts) != 3 or not all(p.strip().isdigit() for p in parts):
+        raise LeapsError(f"--size must look like TxHxW (e.g. 8x224x224), got {value!r}")
+    return tuple(int(p) for p in parts)
+
+
+def _parse_snapshots(value: str | None) -> list[int]:
+    if not value:
+        return []
+    try:
+        steps = sorted({int(v) for v in value.split(",") if v.strip()})
+    except ValueError:
+        raise LeapsError(f"--snapshots must be comma-separated step numbers, got {value!r}") from None
+    if any(step < 1 for step in steps):
+        raise LeapsError(f"--snapshots steps must be >= 1, got {value!r}")
+    return steps
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="leaps-engine")
+def main() -> None:
+    """Synthesize videos that show what a video classifier has learned (LEAPS, ICCV 2023)."""
+
+
+@main.command()
+@click.option("--model", "model_name", default=EMBEDDED_MODEL, show_default=True,
+              help="Model to invert (see `leaps-engine models`).")
+@click.option("--weights", default=None,
+              help="Model weights: its pretrained name (the default: 'kinetics400', or 'embedded' for the "
+                   "embedded models), 'random', or a local checkpoint file.")
+@click.option("--class", "classes", multiple=True, metavar="NAME|INDEX",
+              help="Target class; repeat for a batch. Default: the first class (embedded model only).")
+@click.option("--stimulus", "stimuli", multiple=True, type=click.Path(), metavar="PATH",
+              help="Stimulus of the matching --class: a video (mp4, avi, webm, mkv, gif), a folder of frames "
+                   "or a saved tensor. Repeat once per --class. The embedded model generates one if omitted.")
+@click.option("--steps", type=int, default=None, help="Optimisation steps (default: the model's preset).")
+@click.option("--size", default=None, metavar="TxHxW", help="Size of the synthesized video (default: preset).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the first video (video i: seed+i).")
+@click.option("--device", default="cpu", show_default=True, help="Torch device, e.g. cpu or cuda:0.")
+@click.option("--out", "out_dir", type=click.Path(), default="leaps-output", show_default=True,
+              help="Output folder (created if missing; files in it are replaced).")
+@click.option("--lambda-first", type=float, default=None, help="Priming weight of the first tap (preset).")
+@click.option("--lambda-last", type=float, default=None, help="Priming weight of the last tap (preset).")
+@click.option("--r", "r", type=float, default=None, help="Regulariser scale r in CE + L_prim + r(R_coh + R_feat).")
+@click.option("--distance", type=click.Choice(["jvs", "cos", "l1", "l2"]), default=None,
+              help="Priming distance (default jvs).")
+@click.option("--priming-layers", type=float, default=None, metavar="FRACTION",
+              help="Share of the taps, first ones first, used for priming (default 1.0: all).")
+@click.option("--verifier", "verifier_name", default=None,
+              help="Verifier for R_feat (default: the preset's, x3d_s for Kinetics models); 'none' drops R_feat.")
+@click.option("--verifier-weights", default=None,
+              help="Verifier weights (default: the model's weights kind: pretrained, or 'random' with --weights random).")
+@click.option("--snapshots", default=None, metavar="STEPS",
+              help="Also save the videos at these steps, e.g. 100,500,2000 (paper Fig. 8).")
+@click.option("--fps", type=int, default=5, show_default=True, help="Frame rate of the written videos.")
+def synthesize(**options: object) -> None:
+    """Synthesize one video per target class by inverting a model primed with a stimulus.
+
+    Writes to --out: result.json (config, versions, per-step losses, final scores) and, per clip,
+    video.mp4, video.gif, contact_sheet.png (stimulus row above the synthesized row) and video.pt.
+    """
+    from leaps_engine.cli_synthesize import run_synthesis
+
+    with _user_errors():
+        options["size"] = _parse_size(options["size"])
+        options["snapshots"] = _parse_snapshots(options["snapshots"])
+        run_synthesis(**options)
+
+
+@main.command()
+@click.argument("pattern", default="*")
+def models(pattern: str) -> None:
+    """List registered models (fnmatch PATTERN) with their input specs."""
+    from leaps_engine.engine.adapters import get_adapter_entry, list_adapters
+
+    with _user_errors():
+        names = list_adapters(pattern)
+        if not names:
+            raise LeapsError(f"no model matches {pattern!r}")
+        click.echo(f"{'name':<18}{'family':<14}{'frames x rate':<15}{'crop':<6}{'size':<7}{'classes':<9}weights")
+        for name in names:
+            entry = get_adapter_entry(name)
+            spec = entry.spec
+            clip = f"{spec.frames} x {spec.sampling_rate}"
+            size = "fixed" if spec.fixed_size else "any"
+            click.echo(f"{name:<18}{entry.family:<14}{clip:<15}{spec.crop_size:<6}{size:<7}{spec.num_classes:<9}"
+                       f"{entry.pretrained}")
+        click.echo("\nsize 'fixed': x* is resized to frames x crop x crop; 'any': any size above the model's "
+                   "minimum. Taps and presets: `leaps-engine layers MODEL`.")
+
+
+@main.command()
+@click.argument("model_name", metavar="MODEL")
+@click.option("--shapes", is_flag=True, help="Also run a small random input and print each tap's shape.")
+def layers(model_name: str, shapes: bool) -> None:
+    """List the priming taps of MODEL in forward order (the last one also drives temporal coherence)."""
+    import torch
+
+    from leaps_engine.config import preset_for
+    from leaps_engine.engine.adapters import create_adapter, get_adapter_entry
+    from leaps_engine.engine.objectives import priming_weights
+
+    with _user_errors():
+        entry = get_adapter_entry(model_name)
+        adapter = create_adapter(model_name, weights="random")
+        preset = preset_for(model_name)
+        weights = priming_weights(len(adapter.taps), preset.lambda_first, preset.lambda_last)
+        tap_shapes = {}
+        if shapes:
+            spec = entry.spec
+            size = (spec.frames, spec.crop_size, spec.crop_size)
+            with torch.no_grad():
+                _, values = adapter.forward_with_taps(torch.zeros(1, 3, *size))
+            tap_shapes = {tap: list(value.shape[1:]) for tap, value in zip(adapter.taps, values, strict=True)}
+        click.echo(f"{model_name}: {len(adapter.taps)} taps; lambda from {preset.lambda_first} to "
+                   f"{preset.lambda_last} ({preset.source})")
+        for index, (tap, weight) in enumerate(zip(adapter.taps, weights, strict=True), start=1):
+            shape = f"  [C, T', N] = {tap_shapes[tap]}" if tap in tap_shapes else ""
+            role = "  (coherence)" if index == len(adapter.taps) else ""
+            click.echo(f"{index:>3}  {tap:<40} lambda={weight:.3f}{shape}{role}")
+
+
+@main.command()
+@click.argument("model_name", metavar="MODEL")
+def classes(model_name: str) -> None:
+    """List the class indices and names of MODEL."""
+    from leaps_engine.engine.adapters import get_adapter_entry
+
+    with _user_errors():
+        for index, name in enumerate(get_adapter_entry(model_name).spec.class_names):
+            click.echo(f"{index:>4}  {name}")

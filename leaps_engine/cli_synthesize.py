@@ -1,0 +1,269 @@
+"""The ``leaps-engine synthesize`` job: models, targets, progress bar, snapshots, and the output files.
+
+Part of the CLI (with :mod:`leaps_engine.cli`): the engine itself never prints or writes files.
+
+Output layout of ``--out``::
+
+    result.json                      config, versions, and per clip: scores, history, file paths
+    clip_00_<class>/video.mp4        the synthesized clip (upscaled for viewing when small)
+    clip_00_<class>/video.gif
+    clip_00_<class>/contact_sheet.png   stimulus frames above the synthesized frames
+    clip_00_<class>/video.pt         raw tensor [3, T, H, W] in [0, 1]
+    clip_00_<class>/snapshots/step_00100.mp4   with --snapshots
+
+Paths in result.json are relative to the folder that holds it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import re
+import time
+from dataclasses import asdict
+from importlib import metadata
+from pathlib import Path
+
+import click
+import torch
+from tqdm import tqdm
+
+from leaps_engine.config import SynthesisConfig, preset_for
+from leaps_engine.engine import video_io
+from leaps_engine.engine.adapters import VideoAdapter, create_adapter, get_adapter_entry
+from leaps_engine.engine.synthesis import StepState, SynthesisResult, Target, resolve_class, synthesize
+from leaps_engine.errors import LeapsError
+
+EMBEDDED_MODEL = "embedded"
+DISPLAY_MIN_SIDE = 192  # small clips are upscaled (nearest) to at least this many pixels for viewing
+RESULT_FILE = "result.json"
+
+
+def run_synthesis(
+    *, model_name: str, weights: str | None, classes: tuple[str, ...], stimuli: tuple[str, ...],
+    steps: int | None, size: tuple[int, int, int] | None, seed: int, device: str, out_dir: str,
+    lambda_first: float | None, lambda_last: float | None, r: float | None, distance: str | None,
+    priming_layers: float | None, verifier_name: str | None, verifier_weights: str | None,
+    snapshots: list[int], fps: int,
+) -> None:
+    """Run ``leaps-engine synthesize`` with the parsed options (see ``leaps-engine synthesize --help``)."""
+    torch_device = _check_device(device)
+    config = SynthesisConfig.from_preset(
+        model_name, steps=steps, size=size, seed=seed, lambda_first=lambda_first, lambda_last=lambda_last,
+        r=r, distance=distance, priming_layers=priming_layers,
+    )
+    if snapshots and snapshots[-1] > config.steps:
+        raise LeapsError(f"--snapshots step {snapshots[-1]} is beyond the last step ({config.steps})")
+    entry = get_adapter_entry(model_name)
+    frames, height, width = config.size
+    entry.spec.check_size(frames, height, width, model_name)
+    out = _prepare_out_dir(out_dir)
+    targets, stimulus_labels = _targets(model_name, entry.spec.class_names, classes, stimuli, seed)
+
+    model = create_adapter(model_name, weights=weights, device=torch_device)
+    verifier, verifier_weights = _verifier(model_name, weights, verifier_name, verifier_weights, torch_device)
+    clip_dirs = [out / f"clip_{i:02d}_{_slug(model.spec.class_names[resolve_class(t.label, model.spec.class_names, model_name)])}"
+                 for i, t in enumerate(targets)]
+    click.echo(f"{model_name} ({weights or entry.pretrained} weights), verifier "
+               f"{verifier.name if verifier else 'none'}, {len(targets)} clip(s) of {frames}x{height}x{width}, "
+               f"{config.steps} steps on {torch_device}")
+
+    progress = _ProgressBar(config.steps, model.spec.class_names)
+    snapshot_writer = _SnapshotWriter(snapshots, clip_dirs, fps)
+    started = time.perf_counter()
+    try:
+        result = synthesize(model, targets, verifier=verifier, config=config, callbacks=[progress, snapshot_writer])
+    finally:
+        progress.close()
+    seconds = time.perf_counter() - started
+
+    clips = [_write_clip(result, i, clip_dirs[i], out, fps, stimulus_labels[i], snapshot_writer.paths[i])
+             for i in range(len(targets))]
+    summary = _summary(model, weights or entry.pretrained, verifier, verifier_weights, config, result, clips,
+                       seconds, torch_device)
+    with video_io.atomic_path(out / RESULT_FILE) as tmp:
+        Path(tmp).write_text(json.dumps(summary, indent=2))
+    _print_report(clips, seconds, out)
+
+
+def _check_device(device: str) -> torch.device:
+    try:
+        torch_device = torch.device(device)
+    except RuntimeError:
+        raise LeapsError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from None
+    if torch_device.type == "cuda" and not torch.cuda.is_available():
+        raise LeapsError(f"device {device!r} asked for, but CUDA is not available here")
+    return torch_device
+
+
+def _prepare_out_dir(out_dir: str) -> Path:
+    """Create the output folder and check it is writable before any work starts."""
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise LeapsError(f"output folder {out_dir} cannot be written ({error.strerror or error})") from None
+    return out
+
+
+def _targets(
+    model_name: str, class_names: tuple[str, ...], classes: tuple[str, ...], stimuli: tuple[str, ...], seed: int
+) -> tuple[list[Target], list[str]]:
+    """Pair each --class with its --stimulus (generated ones for the embedded model)."""
+    embedded = get_adapter_entry(model_name).family == "embedded"
+    if not classes:
+        if not embedded:
+            raise LeapsError(f"--class is required for {model_name} (see `leaps-engine classes {model_name}`)")
+        classes = (class_names[0],)
+    indices = [resolve_class(label, class_names, model_name) for label in classes]
+    if not stimuli:
+        if not embedded:
+            raise LeapsError(f"--stimulus is required for {model_name}: give one video of each --class")
+        from leaps_engine.engine.embedded.generator import generate_stimulus
+
+        targets = [Target(i, generate_stimulus(i, seed=seed + k)) for k, i in enumerate(indices)]
+        return targets, [f"generated (class {i}, seed {seed + k})" for k, i in enumerate(indices)]
+    if len(stimuli) != len(indices):
+        raise LeapsError(f"give one --stimulus per --class (got {len(indices)} classes and {len(stimuli)} stimuli)")
+    for path in stimuli:
+        if not os.path.exists(path):
+            raise LeapsError(f"stimulus not found: {path}")
+    return [Target(i, path) for i, path in zip(indices, stimuli, strict=True)], list(stimuli)
+
+
+def _verifier(
+    model_name: str, model_weights: str | None, verifier_name: str | None, verifier_weights: str | None,
+    device: torch.device,
+) -> tuple[VideoAdapter | None, str | None]:
+    """The verifier: the preset's unless named; 'none' disables R_feat."""
+    name = verifier_name or preset_for(model_name).verifier
+    if name is None or name.lower() == "none":
+        return None, None
+    entry = get_adapter_entry(name)
+    if verifier_weights is None:
+        verifier_weights = "random" if model_weights == "random" else entry.pretrained
+    return create_adapter(name, weights=verifier_weights, device=device), verifier_weights
+
+
+class _ProgressBar:
+    """A tqdm bar showing the step, the loss terms and the mean target probability."""
+
+    def __init__(self, steps: int, class_names: tuple[str, ...]):
+        self.bar = tqdm(total=steps, desc="synthesizing", unit="step", dynamic_ncols=True)
+
+    def __call__(self, state: StepState) -> None:
+        self.bar.update(1)
+        if state.step % 10 == 0 or state.step == state.steps:
+            means = {term: float(value.mean()) for term, value in state.losses.items()}
+            self.bar.set_postfix(
+                ce=f"{means['ce']:.3f}", prim=f"{means['priming']:.3f}", coh=f"{means['coherence']:.3f}",
+                feat=f"{means['feature']:.2f}", p=f"{float(state.target_probs.mean()):.3f}", refresh=False,
+            )
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+class _SnapshotWriter:
+    """Writes each clip as mp4 at the requested steps (paper Fig. 8)."""
+
+    def __init__(self, steps: list[int], clip_dirs: list[Path], fps: int):
+        self.steps = set(steps)
+        self.clip_dirs = clip_dirs
+        self.fps = fps
+        self.paths: list[list[Path]] = [[] for _ in clip_dirs]
+
+    def __call__(self, state: StepState) -> None:
+        if state.step not in self.steps:
+            return
+        videos = state.videos()
+        for index, clip_dir in enumerate(self.clip_dirs):
+            path = clip_dir / "snapshots" / f"step_{state.step:05d}.mp4"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            video_io.write_mp4(path, videos[index], fps=self.fps, scale=_display_scale(videos[index]))
+            self.paths[index].append(path)
+
+
+def _display_scale(video: torch.Tensor) -> int:
+    return max(1, math.ceil(DISPLAY_MIN_SIDE / min(video.shape[-2:])))
+
+
+def _write_clip(result: SynthesisResult, index: int, clip_dir: Path, out: Path, fps: int, stimulus: str,
+                snapshots: list[Path]) -> dict:
+    """Write one clip's files and return its entry of result.json."""
+    clip_dir.mkdir(parents=True, exist_ok=True)
+    video = result.videos[index]
+    scale = _display_scale(video)
+    files = {"mp4": clip_dir / "video.mp4", "gif": clip_dir / "video.gif",
+             "contact_sheet": clip_dir / "contact_sheet.png", "tensor": clip_dir / "video.pt"}
+    video_io.write_mp4(files["mp4"], video, fps=fps, scale=scale)
+    video_io.write_gif(files["gif"], video, fps=fps, scale=scale)
+    video_io.write_contact_sheet(files["contact_sheet"], [("stimulus", result.stimuli[index]),
+                                                          ("synthesized", video)], scale=scale)
+    video_io.write_tensor(files["tensor"], video)
+    score = result.scores[index]
+    entry = {
+        "target_class": score.target_class,
+        "target_index": score.target_index,
+        "seed": result.seeds[index],
+        "stimulus": stimulus,
+        "model_top1": score.model_top1,
+        "model_target_prob": score.model_target_prob,
+        "model_top5": [{"class": name, "prob": prob} for name, prob in score.model_top5],
+        "verifier_top1": score.verifier_top1,
+        "verifier_target_prob": score.verifier_target_prob,
+        "verifier_top5": None if score.verifier_top5 is None else
+        [{"class": name, "prob": prob} for name, prob in score.verifier_top5],
+        **{key: str(path.relative_to(out)) for key, path in files.items()},
+        "snapshots": [str(path.relative_to(out)) for path in snapshots],
+        "display_scale": scale,
+        "history": {term: values[:, index].tolist() for term, values in result.history.items()},
+    }
+    return entry
+
+
+def _summary(model: VideoAdapter, model_weights: str, verifier: VideoAdapter | None, verifier_weights: str | None,
+             config: SynthesisConfig, result: SynthesisResult, clips: list[dict], seconds: float,
+             device: torch.device) -> dict:
+    return {
+        "model": {"name": model.name, "weights": model_weights},
+        "verifier": None if verifier is None else {"name": verifier.name, "weights": verifier_weights},
+        "config": {**asdict(config), "size": list(config.size), "betas": list(config.betas)},
+        "priming_taps": result.taps,
+        "coherence_tap": result.coherence_tap,
+        "device": str(device),
+        "synthesis_seconds": round(seconds, 3),
+        "versions": _versions(),
+        "clips": clips,
+    }
+
+
+def _versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for package in ("leaps-engine", "torch", "torchvision", "pytorchvideo", "numpy", "av", "pillow"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "not installed"
+    return versions
+
+
+def _print_report(clips: list[dict], seconds: float, out: Path) -> None:
+    click.echo(f"synthesis took {seconds:.1f} s")
+    for clip in clips:
+        verifier = ""
+        if clip["verifier_top1"] is not None:
+            prob = clip["verifier_target_prob"]
+            verifier = f"; verifier top-1 {clip['verifier_top1']!r}" + (f", p(target)={prob:.3f}" if prob is not None else "")
+        click.echo(f"{clip['target_class']!r}: model top-1 {clip['model_top1']!r}, "
+                   f"p(target)={clip['model_target_prob']:.3f}{verifier} -> {out / Path(clip['mp4']).parent}")
+    click.echo(f"wrote {out / RESULT_FILE}")
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")[:40] or "class"

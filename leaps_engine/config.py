@@ -1,0 +1,163 @@
+"""Synthesis settings: one dataclass holding every default, and per-model presets (paper Table S1).
+
+``SynthesisConfig.from_preset(name, **overrides)`` starts from the model's preset; overrides that are
+``None`` are ignored, so unset CLI options pass straight through.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from leaps_engine.errors import LeapsError
+from leaps_engine.kernels.priming import PRIMING_DISTANCES
+
+BN_STATS_MODES = ("video", "batch")
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Per-model hyper-parameters: priming weights, regulariser scale, verifier, and run defaults.
+
+    ``source`` says where the values come from (a Table S1 row, or the row they are borrowed from).
+    """
+
+    lambda_first: float
+    lambda_last: float
+    r: float
+    verifier: str | None
+    source: str
+    steps: int = 2000
+    size: tuple[int, int, int] = (8, 224, 224)
+
+
+def _table_s1(lambda_first: float, lambda_last: float, r: float, row: str) -> Preset:
+    return Preset(lambda_first, lambda_last, r, verifier="x3d_s", source=f"Table S1, {row}")
+
+
+def _borrowed(lambda_first: float, lambda_last: float, r: float, row: str) -> Preset:
+    return Preset(lambda_first, lambda_last, r, verifier="x3d_s", source=f"not in Table S1; borrowed from {row}")
+
+
+PRESETS: dict[str, Preset] = {
+    # pytorchvideo models: Table S1 rows.
+    "slow_r50": _table_s1(1.0, 0.3, 7.5e-3, "3D R50"),
+    "r2plus1d_r50": _table_s1(0.75, 0.1, 5e-3, "(2+1)D R50"),
+    "csn_r101": _borrowed(1.0, 0.2, 5e-3, "CSN R50"),
+    "x3d_xs": _table_s1(1.0, 0.2, 1e-3, "X3D-XS"),
+    "x3d_s": _table_s1(1.0, 0.1, 1e-3, "X3D-S"),
+    "x3d_m": _table_s1(0.75, 0.1, 1e-3, "X3D-M"),
+    "x3d_l": _table_s1(0.75, 0.1, 1e-3, "X3D-L"),
+    "mvit_base_16x4": _borrowed(0.75, 0.1, 1e-3, "MViTv2-B"),
+    # torchvision models.
+    "r3d_18": _borrowed(1.0, 0.3, 7.5e-3, "3D R50"),
+    "mc3_18": _borrowed(1.0, 0.3, 7.5e-3, "3D R50"),
+    "r2plus1d_18": _borrowed(0.75, 0.1, 5e-3, "(2+1)D R50"),
+    "s3d": _borrowed(1.0, 0.2, 5e-3, "CSN R50"),
+    "mvit_v1_b": _borrowed(0.75, 0.1, 1e-3, "MViTv2-B"),
+    "mvit_v2_s": _table_s1(0.75, 0.1, 2.5e-3, "MViTv2-S"),
+    "swin3d_t": _table_s1(0.75, 0.2, 1e-3, "Video Swin-T"),
+    "swin3d_s": _table_s1(0.75, 0.1, 1e-3, "Video Swin-S"),
+    "swin3d_b": _table_s1(0.625, 0.1, 1e-3, "Video Swin-B"),
+}
+
+EMBEDDED_PRESET = Preset(
+    lambda_first=1.0,
+    lambda_last=0.2,
+    r=1e-2,
+    verifier="embedded_verifier",
+    source="tuned for the embedded models on the embedded domain",
+    steps=300,
+    size=(8, 32, 32),
+)
+PRESETS["embedded"] = EMBEDDED_PRESET
+PRESETS["embedded_verifier"] = dataclasses.replace(EMBEDDED_PRESET, verifier="embedded")
+
+# Used for a registered model without a preset of its own.
+DEFAULT_PRESET = Preset(1.0, 0.2, 1e-3, verifier="x3d_s", source="generic default")
+
+
+@dataclass
+class SynthesisConfig:
+    """Every setting of one synthesis run.
+
+    Attributes:
+        steps: Adam updates (paper: 2,000).
+        size: (T, H, W) of the synthesized video x* (paper: 8 x 224 x 224). Fixed-size models see x*
+            resized to their own size.
+        lr, betas: Adam settings (paper: 0.2; DeepInversion's betas (0.5, 0.9)); the learning rate
+            decays to 0 along a cosine over the run.
+        lambda_first, lambda_last: priming weights of the first and last tap; the others fall linearly
+            in between (Supp. S2).
+        r: scale of the regularisers, ``L = CE + L_prim + r * (R_coh + R_feat)``.
+        distance: priming distance, ``jvs`` (paper), ``cos``, ``l1`` or ``l2`` (Table 2 ablation).
+        priming_layers: share of the taps used for priming, the first ones in forward order (Supp. S4).
+        coherence_margin: the hinge margin delta of R_coh (paper: 1).
+        bn_stats: ``video`` (statistics per synthesized video, the default) or ``batch`` (DeepInversion).
+        jitter: largest random spatial shift, in pixels, applied to x* before each forward (0: off).
+        flip: random horizontal flip of x* before each forward (off by default, as in the paper).
+        seed: seed of the first video; video ``i`` of a batch uses ``seed + i`` unless its target sets one.
+    """
+
+    steps: int = 2000
+    size: tuple[int, int, int] = (8, 224, 224)
+    lr: float = 0.2
+    betas: tuple[float, float] = (0.5, 0.9)
+    lambda_first: float = 1.0
+    lambda_last: float = 0.2
+    r: float = 1e-3
+    distance: str = "jvs"
+    priming_layers: float = 1.0
+    coherence_margin: float = 1.0
+    bn_stats: str = "video"
+    jitter: int = 0
+    flip: bool = False
+    seed: int = 0
+    preset_source: str = field(default="", compare=False)
+
+    @classmethod
+    def from_preset(cls, model_name: str, **overrides: object) -> SynthesisConfig:
+        """The preset of ``model_name`` (Table S1 values), with the non-``None`` ``overrides`` applied."""
+        preset = PRESETS.get(model_name, DEFAULT_PRESET)
+        config = cls(
+            steps=preset.steps,
+            size=preset.size,
+            lambda_first=preset.lambda_first,
+            lambda_last=preset.lambda_last,
+            r=preset.r,
+            preset_source=preset.source,
+        )
+        return config.replace(**overrides)
+
+    def replace(self, **overrides: object) -> SynthesisConfig:
+        """A copy with the non-``None`` overrides applied, validated."""
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise TypeError(f"unknown SynthesisConfig fields: {', '.join(unknown)}")
+        changed = dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
+        changed.validate()
+        return changed
+
+    def validate(self) -> None:
+        """Raise :class:`LeapsError` naming the first setting that cannot work."""
+        if self.steps < 1:
+            raise LeapsError(f"steps must be >= 1, got {self.steps}")
+        if len(self.size) != 3 or min(self.size) < 1:
+            raise LeapsError(f"size must be three positive integers T x H x W, got {self.size}")
+        if self.lr <= 0:
+            raise LeapsError(f"lr must be > 0, got {self.lr}")
+        if self.distance not in PRIMING_DISTANCES:
+            raise LeapsError(f"unknown distance {self.distance!r}; expected one of {', '.join(PRIMING_DISTANCES)}")
+        if not 0.0 < self.priming_layers <= 1.0:
+            raise LeapsError(f"priming_layers must be in (0, 1], got {self.priming_layers}")
+        if self.bn_stats not in BN_STATS_MODES:
+            raise LeapsError(f"bn_stats must be one of {', '.join(BN_STATS_MODES)}, got {self.bn_stats!r}")
+        for name in ("lambda_first", "lambda_last", "r", "coherence_margin", "jitter"):
+            if getattr(self, name) < 0:
+                raise LeapsError(f"{name} must be >= 0, got {getattr(self, name)}")
+
+
+def preset_for(model_name: str) -> Preset:
+    """The preset of ``model_name`` (the generic default for models without one)."""
+    return PRESETS.get(model_name, DEFAULT_PRESET)

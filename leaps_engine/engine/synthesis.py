@@ -1,0 +1,330 @@
+"""The LEAPS synthesis loop: invert a frozen video classifier, primed by stimulus videos.
+
+Data flow (DESIGN.md 8)::
+
+    stimulus -> model spec preprocessing -> stimulus tap means (once)
+    loop { x* -> model taps + logits -> CE, priming, coherence;  x* -> verifier BN inputs -> R_feat;
+           backward (input gradient only); Adam; clamp to valid pixels }
+    -> videos in [0, 1], per-term history, final scores
+
+The loop returns results and calls callbacks; it never prints or writes files. Every video of a batch
+has its own seed, its own loss (statistics are per video) and Adam state that never mixes with the
+others', so a batch gives the same videos as separate runs: the optimiser steps the *sum* of the
+per-video losses, whose gradient for each video is that video's own.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from leaps_engine.config import SynthesisConfig
+from leaps_engine.engine import objectives
+from leaps_engine.engine.adapters.base import VideoAdapter, record_inputs
+from leaps_engine.engine.stimulus import load_stimulus
+from leaps_engine.errors import LeapsError, close_names
+
+LOSS_TERMS = ("total", "ce", "priming", "coherence", "feature")
+
+StimulusSource = str | os.PathLike | torch.Tensor
+
+
+class CoherenceWarning(UserWarning):
+    """The coherence tap has fewer than two frames, so R_coh is 0 for this run."""
+
+
+@dataclass
+class Target:
+    """One video to synthesize: a class (name or index) and one or more stimuli of that class.
+
+    ``stimulus`` is a path (video file, frame folder, saved tensor) or a tensor of pixels
+    ``[3, T, H, W]`` in [0, 1]; a list primes with the mean embedding of several stimuli (Supp. S5).
+    ``seed`` defaults to ``config.seed + position in the batch``.
+    """
+
+    label: str | int
+    stimulus: StimulusSource | Sequence[StimulusSource]
+    seed: int | None = None
+
+
+@dataclass
+class ClipScore:
+    """Final scores of one synthesized video under the inverted model and the verifier."""
+
+    target_index: int
+    target_class: str
+    model_target_prob: float
+    model_top5: list[tuple[str, float]]
+    verifier_target_prob: float | None = None
+    verifier_top5: list[tuple[str, float]] | None = None
+
+    @property
+    def model_top1(self) -> str:
+        return self.model_top5[0][0]
+
+    @property
+    def verifier_top1(self) -> str | None:
+        return self.verifier_top5[0][0] if self.verifier_top5 else None
+
+
+@dataclass
+class StepState:
+    """What callbacks see after each optimiser step (values measured before the step)."""
+
+    step: int  # 1-based
+    steps: int
+    losses: dict[str, torch.Tensor]  # term -> [B], detached
+    target_probs: torch.Tensor  # [B] model probability of each target class
+    _video: torch.Tensor = field(repr=False)
+    _spec_denormalize: Callable[[torch.Tensor], torch.Tensor] = field(repr=False)
+
+    def videos(self) -> torch.Tensor:
+        """The current videos as pixels in [0, 1], ``[B, 3, T, H, W]`` on the CPU."""
+        return self._spec_denormalize(self._video.detach()).clamp(0, 1).cpu()
+
+
+@dataclass
+class SynthesisResult:
+    """Synthesized videos ``[B, 3, T, H, W]`` in [0, 1], the stimuli shown to the model (first stimulus of
+    each target, pixels ``[3, T, H, W]``), the per-term history (term -> ``[steps, B]``), final scores."""
+
+    videos: torch.Tensor
+    stimuli: list[torch.Tensor]
+    history: dict[str, torch.Tensor]
+    scores: list[ClipScore]
+    seeds: list[int]
+    config: SynthesisConfig
+    taps: list[str]
+    coherence_tap: str
+
+
+Callback = Callable[[StepState], None]
+
+
+def resolve_class(label: str | int, class_names: Sequence[str], model_name: str) -> int:
+    """Index of a class given by name (case-insensitive) or index; raises :class:`LeapsError` otherwise."""
+    if isinstance(label, int) or (isinstance(label, str) and label.strip().lstrip("-").isdigit()):
+        index = int(label)
+        if not 0 <= index < len(class_names):
+            raise LeapsError(f"class index {index} is out of range for {model_name} (0..{len(class_names) - 1})")
+        return index
+    lowered = {name.lower(): i for i, name in enumerate(class_names)}
+    key = label.strip().lower().replace("_", " ")
+    if key in lowered:
+        return lowered[key]
+    raise LeapsError(f"unknown class {label!r} for {model_name}{close_names(key, list(lowered))}")
+
+
+def synthesize(
+    model: VideoAdapter,
+    targets: Sequence[Target],
+    verifier: VideoAdapter | None = None,
+    config: SynthesisConfig | None = None,
+    callbacks: Sequence[Callback] = (),
+) -> SynthesisResult:
+    """Synthesize one video per target by inverting ``model`` (LEAPS, paper Eq. 4).
+
+    Args:
+        model: the frozen classifier to invert.
+        targets: the (class, stimulus) pairs, synthesized together as one batch.
+        verifier: the network whose BatchNorm statistics regularise x* (R_feat); ``None`` drops R_feat.
+        config: settings (default: the model's preset).
+        callbacks: called with a :class:`StepState` after every step.
+    """
+    config = config or SynthesisConfig.from_preset(model.name)
+    config.validate()
+    if not targets:
+        raise LeapsError("nothing to synthesize: no targets given")
+    frames, height, width = config.size
+    model.spec.check_size(frames, height, width, model.name)
+    if verifier is not None:
+        verifier.spec.check_size(frames, height, width, verifier.name)
+    device = _device_of(model)
+
+    class_indices = [resolve_class(t.label, model.spec.class_names, model.name) for t in targets]
+    stimulus_pixels = [[load_stimulus(s, model.spec) for s in _as_list(t.stimulus)] for t in targets]
+    objective = LeapsObjective(model, verifier, config, stimulus_pixels, class_indices)
+
+    seeds = [config.seed + i if t.seed is None else t.seed for i, t in enumerate(targets)]
+    video = _initial_video(seeds, config.size, device).requires_grad_(True)  # [B, 3, T, H, W]
+    low, high = (bound.to(device) for bound in model.spec.pixel_bounds())
+    optimizer = torch.optim.Adam([video], lr=config.lr, betas=config.betas)
+    cosine = lambda step: 0.5 * (1 + math.cos(math.pi * step / config.steps))  # noqa: E731
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine)
+    augment_generators = [torch.Generator().manual_seed(seed) for seed in seeds]
+    history = {term: [] for term in (*LOSS_TERMS, "target_prob")}
+
+    for step in range(1, config.steps + 1):
+        logits, losses = objective(_augment(video, config, augment_generators))
+        if step == 1 and objective.coherence_frames < 2 and config.r > 0:
+            warnings.warn(
+                f"{model.name}'s coherence tap {model.taps[-1]} has {objective.coherence_frames} frame(s) at "
+                f"{frames}x{height}x{width}: R_coh is 0 for this run", CoherenceWarning, stacklevel=2)
+        optimizer.zero_grad(set_to_none=True)
+        losses["total"].sum().backward()
+        optimizer.step()
+        schedule.step()
+        with torch.no_grad():
+            video.clamp_(low, high)
+        target_probs = logits.detach().float().softmax(-1).gather(1, objective.targets[:, None])[:, 0]
+        detached = {term: value.detach() for term, value in losses.items()}
+        for term, value in detached.items():
+            history[term].append(value.cpu())
+        history["target_prob"].append(target_probs.cpu())
+        state = StepState(step, config.steps, detached, target_probs, video, model.spec.denormalize)
+        for callback in callbacks:
+            callback(state)
+
+    final = video.detach()
+    return SynthesisResult(
+        videos=model.spec.denormalize(final).clamp(0, 1).cpu(),
+        stimuli=[group[0] for group in stimulus_pixels],
+        history={term: torch.stack(values) for term, values in history.items()},
+        scores=score_videos(model, verifier, final, class_indices),
+        seeds=seeds,
+        config=config,
+        taps=objective.priming_taps,
+        coherence_tap=model.taps[-1],
+    )
+
+
+class LeapsObjective:
+    """The LEAPS objective for one batch of targets: x* ``[B, 3, T, H, W]`` -> logits and every term ``[B]``.
+
+    Built once per run: it holds the stimulus embeddings, the priming taps and weights, and the
+    verifier's BatchNorm layers. ``R_feat`` is skipped when there is no verifier or ``r == 0``.
+    """
+
+    def __init__(
+        self,
+        model: VideoAdapter,
+        verifier: VideoAdapter | None,
+        config: SynthesisConfig,
+        stimulus_pixels: list[list[torch.Tensor]],
+        class_indices: Sequence[int],
+    ):
+        device = _device_of(model)
+        self.model = model
+        self.verifier = verifier
+        self.config = config
+        num_priming = objectives.priming_tap_count(len(model.taps), config.priming_layers)
+        self.priming_taps = list(model.taps[:num_priming])
+        self.weights = objectives.priming_weights(len(model.taps), config.lambda_first, config.lambda_last)[:num_priming]
+        self.taps_needed = list(dict.fromkeys([*self.priming_taps, model.taps[-1]]))
+        self.stimulus_means = _stimulus_means(model, stimulus_pixels, self.priming_taps, device)  # tap -> [B, C]
+        self.bn_layers = _verifier_bn_layers(verifier) if verifier is not None and config.r > 0 else []
+        self.targets = torch.tensor(list(class_indices), device=device)
+        self.coherence_frames = 0
+
+    def __call__(self, video: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        logits, tap_values = self.model.forward_with_taps(video, self.taps_needed)
+        by_name = dict(zip(self.taps_needed, tap_values, strict=True))
+        coherence_tap = by_name[self.model.taps[-1]]
+        self.coherence_frames = coherence_tap.shape[2]
+        ce = objectives.cross_entropy(logits, self.targets)
+        priming = objectives.priming_loss(
+            [by_name[t] for t in self.priming_taps], self.stimulus_means, self.weights, self.config.distance
+        )
+        coherence = objectives.temporal_coherence(coherence_tap, self.config.coherence_margin)
+        feature = self._feature_statistics(video) if self.bn_layers else torch.zeros_like(ce)
+        total = ce + priming + self.config.r * (coherence + feature)
+        return logits, {"total": total, "ce": ce, "priming": priming, "coherence": coherence, "feature": feature}
+
+    def _feature_statistics(self, video: torch.Tensor) -> torch.Tensor:
+        """R_feat ``[B]``: x* re-normalised to the verifier's spec, statistics of its BatchNorm inputs."""
+        verifier_input = self.verifier.spec.normalize(self.model.spec.denormalize(video))
+        with record_inputs(self.bn_layers) as bn_inputs:
+            self.verifier(verifier_input)
+        return objectives.feature_statistics_loss(bn_inputs, per_video=self.config.bn_stats == "video")
+
+
+@torch.no_grad()
+def score_videos(
+    model: VideoAdapter, verifier: VideoAdapter | None, video: torch.Tensor, class_indices: Sequence[int]
+) -> list[ClipScore]:
+    """Final probabilities and top-5 of model and verifier for videos in the model's normalised space."""
+    model_probs = model(video).float().softmax(-1).cpu()
+    verifier_probs = None
+    if verifier is not None:
+        verifier_input = verifier.spec.normalize(model.spec.denormalize(video))
+        verifier_probs = verifier(verifier_input).float().softmax(-1).cpu()
+    scores = []
+    for b, index in enumerate(class_indices):
+        score = ClipScore(index, model.spec.class_names[index], float(model_probs[b, index]),
+                          _top5(model_probs[b], model.spec.class_names))
+        if verifier_probs is not None:
+            verifier_index = _same_class_index(model.spec.class_names[index], verifier.spec.class_names)
+            score.verifier_target_prob = None if verifier_index is None else float(verifier_probs[b, verifier_index])
+            score.verifier_top5 = _top5(verifier_probs[b], verifier.spec.class_names)
+        scores.append(score)
+    return scores
+
+
+def _top5(probs: torch.Tensor, class_names: Sequence[str]) -> list[tuple[str, float]]:
+    values, indices = probs.topk(min(5, probs.numel()))
+    return [(class_names[i], float(v)) for v, i in zip(values.tolist(), indices.tolist(), strict=True)]
+
+
+def _same_class_index(name: str, class_names: Sequence[str]) -> int | None:
+    return class_names.index(name) if name in class_names else None
+
+
+def _stimulus_means(
+    model: VideoAdapter, stimulus_pixels: list[list[torch.Tensor]], taps: list[str], device: torch.device
+) -> list[torch.Tensor]:
+    """Per priming tap, the stimulus embeddings ``[B, C]`` (mean over each target's stimuli)."""
+    per_target = []
+    with torch.no_grad():
+        for group in stimulus_pixels:
+            batch = model.spec.normalize(torch.stack(group).to(device))  # [S, 3, T, H, W]
+            _, tap_values = model.forward_with_taps(batch, taps)
+            per_target.append([value.float().mean(dim=(2, 3)).mean(dim=0) for value in tap_values])  # tap -> [C]
+    return [torch.stack([target[i] for target in per_target]) for i in range(len(taps))]
+
+
+def _initial_video(seeds: Sequence[int], size: tuple[int, int, int], device: torch.device) -> torch.Tensor:
+    """N(0, 1) noise ``[B, 3, T, H, W]``, each video drawn on the CPU from its own seed (device-independent)."""
+    noise = [torch.randn((3, *size), generator=torch.Generator().manual_seed(seed)) for seed in seeds]
+    return torch.stack(noise).to(device)
+
+
+def _augment(video: torch.Tensor, config: SynthesisConfig, generators: list[torch.Generator]) -> torch.Tensor:
+    """Optional random spatial shift (circular) and horizontal flip, drawn per video from its own generator."""
+    if config.jitter == 0 and not config.flip:
+        return video
+    shifted = []
+    for b, generator in enumerate(generators):
+        clip = video[b]
+        if config.jitter:
+            dy, dx = torch.randint(-config.jitter, config.jitter + 1, (2,), generator=generator).tolist()
+            clip = torch.roll(clip, shifts=(dy, dx), dims=(2, 3))
+        if config.flip and bool(torch.rand((), generator=generator) < 0.5):
+            clip = clip.flip(3)
+        shifted.append(clip)
+    return torch.stack(shifted)
+
+
+def _verifier_bn_layers(verifier: VideoAdapter) -> list[nn.Module]:
+    layers = [m for m in verifier.model.modules() if isinstance(m, nn.BatchNorm3d) and m.running_mean is not None]
+    if not layers:
+        raise LeapsError(f"verifier {verifier.name} has no BatchNorm3d layer with running statistics; R_feat needs one")
+    return layers
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    parameter = next(model.parameters(), None)
+    return parameter.device if parameter is not None else torch.device("cpu")
+
+
+def _as_list(stimulus: StimulusSource | Sequence[StimulusSource]) -> list[StimulusSource]:
+    if isinstance(stimulus, (list, tuple)):
+        if not stimulus:
+            raise LeapsError("a target has an empty list of stimuli")
+        return list(stimulus)
+    return [stimulus]
