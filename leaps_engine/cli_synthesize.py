@@ -59,18 +59,32 @@ def run_synthesis(
     entry = get_adapter_entry(model_name)
     frames, height, width = config.size
     entry.spec.check_size(frames, height, width, model_name)
-    out = _prepare_out_dir(out_dir)
     targets, stimulus_labels = _targets(model_name, entry.spec.class_names, classes, stimuli, seed)
+    out = Path(out_dir)
+    created = not out.exists()
+    _prepare_out_dir(out)
+    try:
+        _run_and_write(model_name, weights, targets, stimulus_labels, config, verifier_name, verifier_weights,
+                       torch_device, out, snapshots, fps)
+    except BaseException:
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # leave nothing behind for a run that failed before writing anything
+        raise
 
+
+def _run_and_write(model_name, weights, targets, stimulus_labels, config, verifier_name, verifier_weights,
+                   torch_device, out, snapshots, fps) -> None:
+    entry = get_adapter_entry(model_name)
     model = create_adapter(model_name, weights=weights, device=torch_device)
     verifier, verifier_weights = _verifier(model_name, weights, verifier_name, verifier_weights, torch_device)
-    clip_dirs = [out / f"clip_{i:02d}_{_slug(model.spec.class_names[resolve_class(t.label, model.spec.class_names, model_name)])}"
-                 for i, t in enumerate(targets)]
+    names = model.spec.class_names
+    clip_dirs = [out / f"clip_{i:02d}_{_slug(names[t.label])}" for i, t in enumerate(targets)]
+    frames, height, width = config.size
     click.echo(f"{model_name} ({weights or entry.pretrained} weights), verifier "
                f"{verifier.name if verifier else 'none'}, {len(targets)} clip(s) of {frames}x{height}x{width}, "
                f"{config.steps} steps on {torch_device}")
 
-    progress = _ProgressBar(config.steps, model.spec.class_names)
+    progress = _ProgressBar(config.steps)
     snapshot_writer = _SnapshotWriter(snapshots, clip_dirs, fps)
     started = time.perf_counter()
     try:
@@ -98,17 +112,15 @@ def _check_device(device: str) -> torch.device:
     return torch_device
 
 
-def _prepare_out_dir(out_dir: str) -> Path:
+def _prepare_out_dir(out: Path) -> None:
     """Create the output folder and check it is writable before any work starts."""
-    out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / f".write-test-{os.getpid()}"
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as error:
-        raise LeapsError(f"output folder {out_dir} cannot be written ({error.strerror or error})") from None
-    return out
+        raise LeapsError(f"output folder {out} cannot be written ({error.strerror or error})") from None
 
 
 def _targets(
@@ -153,7 +165,7 @@ def _verifier(
 class _ProgressBar:
     """A tqdm bar showing the step, the loss terms and the mean target probability."""
 
-    def __init__(self, steps: int, class_names: tuple[str, ...]):
+    def __init__(self, steps: int):
         self.bar = tqdm(total=steps, desc="synthesizing", unit="step", dynamic_ncols=True)
 
     def __call__(self, state: StepState) -> None:

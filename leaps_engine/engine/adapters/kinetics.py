@@ -1,0 +1,46 @@
+"""What the Kinetics-400 model families share: class names, normalisation, and loading their weights.
+
+A Kinetics model is built with one of three ``weights``: ``"kinetics400"`` (downloaded by the model's
+library from its own URL), ``"random"`` (no weights) or the path of a local checkpoint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import nn
+from torchvision.models._meta import _KINETICS400_CATEGORIES
+
+from leaps_engine.engine.adapters.registry import RANDOM_WEIGHTS, load_checkpoint_into
+from leaps_engine.errors import LeapsError
+
+KINETICS400 = "kinetics400"
+KINETICS400_CLASSES: tuple[str, ...] = tuple(_KINETICS400_CATEGORIES)
+
+# The normalisation of the PySlowFast / pytorchvideo Kinetics models (also torchvision's MViT ports).
+# torchvision's own video models carry theirs in their weights' transforms.
+KINETICS_MEAN = (0.45, 0.45, 0.45)
+KINETICS_STD = (0.225, 0.225, 0.225)
+
+
+def build_kinetics_model(name: str, weights: str, make: Callable[[bool], nn.Module]) -> nn.Module:
+    """Build a model with ``weights``: ``"kinetics400"``, ``"random"`` or a checkpoint path.
+
+    Args:
+        name: registry name, for messages.
+        weights: already validated by the registry.
+        make: ``make(pretrained)`` builds the model, downloading the Kinetics-400 weights if ``pretrained``.
+    """
+    if weights == KINETICS400:
+        try:
+            return make(True)
+        except Exception as error:  # network, SSL, hash and disk errors all end here
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            raise LeapsError(
+                f"could not download the kinetics400 weights of {name} ({type(error).__name__}: {reason[:160]}); "
+                f"pass a local checkpoint file as weights, or use weights={RANDOM_WEIGHTS!r}"
+            ) from None
+    model = make(False)
+    if weights != RANDOM_WEIGHTS:
+        load_checkpoint_into(model, weights, name)
+    return model

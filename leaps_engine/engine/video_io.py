@@ -1,0 +1,154 @@
+"""Write synthesized videos: mp4, animated GIF, a PNG contact sheet, or a raw tensor.
+
+Every writer takes a video ``[3, T, H, W]`` float in [0, 1] and writes through :func:`atomic_path`, so a
+failed write never leaves a half-written file behind. ``scale`` is an integer nearest-neighbour upscale,
+so that small clips (e.g. 32x32) are watchable. A destination that cannot be written raises
+:class:`LeapsError` naming the path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from collections.abc import Iterator
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+from leaps_engine.errors import LeapsError
+
+MP4_CODECS = ("libx264", "mpeg4")  # H.264 if the PyAV wheel has it, else MPEG-4 Part 2
+SHEET_MARGIN = 4  # pixels around the sheet and between rows
+SHEET_GAP = 2  # pixels between frames of a row
+SHEET_LABEL_HEIGHT = 16  # pixels of the label band above each row
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path next to ``path`` (same extension), moved onto ``path`` only on success.
+
+    The temporary file is ``.<stem>.tmp-<random><suffix>``, created empty up front (which checks that the
+    folder is writable) and deleted if the block raises. OS errors become :class:`LeapsError`.
+    """
+    path = Path(path)
+    temporary = path.with_name(f".{path.stem}.tmp-{secrets.token_hex(4)}{path.suffix}")
+    try:
+        temporary.open("xb").close()
+    except OSError as error:
+        raise LeapsError(f"cannot write {path}: {error.strerror or error}") from None
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    except OSError as error:
+        raise LeapsError(f"cannot write {path}: {error.strerror or error}") from None
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def to_uint8_frames(video: torch.Tensor, scale: int = 1) -> np.ndarray:
+    """``[3, T, H, W]`` float in [0, 1] -> uint8 ``[T, H*scale, W*scale, 3]`` (nearest-neighbour upscale)."""
+    if video.dim() != 4 or video.shape[0] != 3:
+        raise ValueError(f"expected a video [3, T, H, W], got shape {tuple(video.shape)}")
+    if scale < 1:
+        raise ValueError(f"scale must be a positive integer, got {scale}")
+    frames = video.detach().float().cpu().clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 3, 0)
+    if scale > 1:
+        frames = frames.repeat_interleave(scale, dim=1).repeat_interleave(scale, dim=2)
+    return frames.contiguous().numpy()
+
+
+def mp4_codec() -> str:
+    """The first encoder of :data:`MP4_CODECS` that this PyAV build has."""
+    for name in MP4_CODECS:
+        try:
+            av.codec.Codec(name, "w")
+        except ValueError:  # av.codec.codec.UnknownCodecError
+            continue
+        return name
+    raise LeapsError(f"this PyAV build has none of the mp4 encoders {', '.join(MP4_CODECS)}")
+
+
+def write_mp4(path: str | Path, video: torch.Tensor, fps: float = 5, scale: int = 1) -> None:
+    """Write ``[3, T, H, W]`` in [0, 1] as an H.264 (yuv420p) mp4.
+
+    yuv420p needs even sizes: an odd height or width is padded by repeating the last row or column.
+    """
+    frames = to_uint8_frames(video, scale)
+    pad_h, pad_w = frames.shape[1] % 2, frames.shape[2] % 2
+    frames = np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+    with atomic_path(path) as temporary:
+        with av.open(str(temporary), "w", format="mp4") as container:
+            stream = container.add_stream(mp4_codec(), rate=Fraction(fps).limit_denominator(1001))
+            stream.width, stream.height = frames.shape[2], frames.shape[1]
+            stream.pix_fmt = "yuv420p"
+            if stream.codec_context.name == "libx264":
+                stream.options = {"crf": "18"}  # visually lossless; the default (23) smears fine texture
+            for frame in frames:
+                container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+            container.mux(stream.encode())
+
+
+def write_gif(path: str | Path, video: torch.Tensor, fps: float = 5, scale: int = 1) -> None:
+    """Write ``[3, T, H, W]`` in [0, 1] as an animated GIF that loops forever.
+
+    Pillow merges consecutive identical frames into one longer frame, so the timing is kept.
+    """
+    images = [Image.fromarray(frame) for frame in to_uint8_frames(video, scale)]
+    with atomic_path(path) as temporary:
+        images[0].save(
+            temporary, format="GIF", save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0
+        )
+
+
+def write_contact_sheet(path: str | Path, rows: list[tuple[str, torch.Tensor]], scale: int = 1) -> None:
+    """Write a PNG grid with one labelled row of frames per ``(label, video [3, T, H, W])``.
+
+    Rows may differ in length and size: every frame is resized (nearest neighbour, keeping its aspect
+    ratio) to the tallest row's height, then upscaled by ``scale``. Each label is drawn in a band of
+    :data:`SHEET_LABEL_HEIGHT` pixels above its row, so the sheet is ``2 * margin + widest row`` wide and
+    ``margin + sum(label + row height + margin)`` tall.
+    """
+    if not rows:
+        raise ValueError("a contact sheet needs at least one row")
+    height = max(video.shape[2] for _, video in rows)
+    strips = [(label, _row_images(video, height, scale)) for label, video in rows]
+    row_height = height * scale
+    widths = [sum(image.width for image in images) + SHEET_GAP * (len(images) - 1) for _, images in strips]
+    sheet = Image.new(
+        "RGB",
+        (2 * SHEET_MARGIN + max(widths), SHEET_MARGIN + len(rows) * (SHEET_LABEL_HEIGHT + row_height + SHEET_MARGIN)),
+        "white",
+    )
+    draw = ImageDraw.Draw(sheet)
+    font = ImageFont.load_default()
+    top = SHEET_MARGIN
+    for label, images in strips:
+        draw.text((SHEET_MARGIN, top + 2), label, fill="black", font=font)
+        left = SHEET_MARGIN
+        for image in images:
+            sheet.paste(image, (left, top + SHEET_LABEL_HEIGHT))
+            left += image.width + SHEET_GAP
+        top += SHEET_LABEL_HEIGHT + row_height + SHEET_MARGIN
+    with atomic_path(path) as temporary:
+        sheet.save(temporary, format="PNG")
+
+
+def _row_images(video: torch.Tensor, height: int, scale: int) -> list[Image.Image]:
+    """The frames of ``[3, T, H, W]`` as images ``height * scale`` pixels tall."""
+    images = []
+    for frame in to_uint8_frames(video):
+        image = Image.fromarray(frame)
+        width = max(1, round(image.width * height / image.height))
+        images.append(image.resize((width * scale, height * scale), Image.Resampling.NEAREST))
+    return images
+
+
+def write_tensor(path: str | Path, video: torch.Tensor) -> None:
+    """Save ``video`` as a CPU float32 tensor with ``torch.save``."""
+    with atomic_path(path) as temporary:
+        torch.save(video.detach().cpu().float(), temporary)

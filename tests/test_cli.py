@@ -1,0 +1,146 @@
+"""The CLI end to end on the embedded model, and every bad-input case: one line, exit 2, nothing left behind."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from leaps_engine.cli import main
+from leaps_engine.engine.embedded.generator import CLASS_NAMES
+
+RESULT_KEYS = {"target_class", "target_index", "model_top1", "model_target_prob", "verifier_top1",
+               "verifier_target_prob", "mp4", "gif", "contact_sheet", "tensor", "snapshots", "history"}
+
+
+def run_cli(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def test_synthesize_end_to_end_writes_every_output(tmp_path):
+    out = tmp_path / "run"
+    result = run_cli("synthesize", "--class", CLASS_NAMES[2], "--class", "4", "--steps", 6,
+                     "--snapshots", "2,6", "--out", out)
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "result.json").read_text())
+    assert summary["model"] == {"name": "embedded", "weights": "embedded"}
+    assert summary["verifier"]["name"] == "embedded_verifier"
+    assert summary["config"]["steps"] == 6
+    assert torch.__version__.startswith(summary["versions"]["torch"])
+    clips = summary["clips"]
+    assert [c["target_index"] for c in clips] == [2, 4]
+    for clip in clips:
+        assert RESULT_KEYS <= set(clip)
+        for key in ("mp4", "gif", "contact_sheet", "tensor"):
+            assert (out / clip[key]).stat().st_size > 0
+        assert len(clip["snapshots"]) == 2 and all((out / p).exists() for p in clip["snapshots"])
+        assert len(clip["history"]["total"]) == 6
+        assert 0.0 <= clip["model_target_prob"] <= 1.0
+        video = torch.load(out / clip["tensor"], weights_only=True)
+        assert video.shape == (3, *summary["config"]["size"])
+    assert not list(out.rglob("*.tmp*"))
+    assert "model top-1" in result.output
+
+
+def test_console_script_runs_and_reports_errors_without_traceback(tmp_path):
+    command = [sys.executable, "-m", "leaps_engine", "synthesize", "--steps", "2", "--out", str(tmp_path / "ok")]
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr
+    assert (tmp_path / "ok" / "result.json").exists()
+    failed = subprocess.run([sys.executable, "-m", "leaps_engine", "synthesize", "--model", "x3d_mm",
+                             "--out", str(tmp_path / "bad")], capture_output=True, text=True, timeout=300)
+    assert failed.returncode == 2
+    assert failed.stderr.strip().splitlines() == [failed.stderr.strip()]
+    assert "Traceback" not in failed.stderr and "did you mean: x3d_m" in failed.stderr
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def _truncated_mp4(tmp_path: Path) -> Path:
+    from leaps_engine.engine import video_io
+
+    full = tmp_path / "full.mp4"
+    video_io.write_mp4(full, torch.rand(3, 12, 32, 32), fps=5)
+    data = full.read_bytes()
+    return _write(tmp_path / "truncated.mp4", data[: len(data) // 3])
+
+
+def _checkpoint_missing_keys(tmp_path: Path) -> Path:
+    from leaps_engine import create_adapter
+
+    state = create_adapter("embedded", weights="random").model.state_dict()
+    state.pop(next(iter(state)))
+    path = tmp_path / "partial.pt"
+    torch.save(state, path)
+    return path
+
+
+BAD_INPUTS = {
+    "missing stimulus": (lambda t: ["--class", "0", "--stimulus", t / "nope.mp4"], "stimulus not found"),
+    "text file as video": (lambda t: ["--class", "0", "--stimulus", _write(t / "notes.mp4", b"hello, not a video\n")],
+                           "notes.mp4"),
+    "zero-byte video": (lambda t: ["--class", "0", "--stimulus", _write(t / "empty.mp4", b"")], "empty.mp4"),
+    "truncated mp4": (lambda t: ["--class", "0", "--stimulus", _truncated_mp4(t)], "truncated.mp4"),
+    "unknown model": (lambda t: ["--model", "r3d_19"], "unknown model 'r3d_19'"),
+    "unknown class name": (lambda t: ["--class", "moving rigth"], "did you mean: moving right"),
+    "class index out of range": (lambda t: ["--class", "999"], "out of range"),
+    "missing weights file": (lambda t: ["--weights", t / "missing.pt"], "weights file not found"),
+    "weights not a checkpoint": (lambda t: ["--weights", _write(t / "w.pt", b"junk" * 10)],
+                                 "not a readable PyTorch checkpoint"),
+    "weights with mismatched keys": (lambda t: ["--weights", _checkpoint_missing_keys(t)], "missing"),
+    "zero steps": (lambda t: ["--steps", "0"], "steps must be >= 1"),
+    "negative steps": (lambda t: ["--steps", "-5"], "steps must be >= 1"),
+    "impossible size": (lambda t: ["--size", "0x32x32"], "impossible"),
+    "malformed size": (lambda t: ["--size", "8x32"], "--size must look like TxHxW"),
+    "stimulus count mismatch": (lambda t: ["--class", "0", "--class", "1", "--stimulus", _truncated_mp4(t)],
+                                "one --stimulus per --class"),
+    "snapshot beyond the run": (lambda t: ["--steps", "3", "--snapshots", "5"], "beyond the last step"),
+    "cuda without a gpu": (lambda t: ["--device", "cuda"] if not torch.cuda.is_available() else ["--device", "tpu9"],
+                           "device"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_gives_one_line_and_leaves_nothing(tmp_path, case):
+    make_args, message = BAD_INPUTS[case]
+    out = tmp_path / "out"
+    result = run_cli("synthesize", "--steps", "2", *make_args(tmp_path), "--out", out)
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    error_lines = [line for line in lines if line.startswith("error:")]
+    assert len(error_lines) == 1 and message in error_lines[0], result.stderr
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert not out.exists()
+
+
+def test_unwritable_output_folder(tmp_path):
+    blocker = _write(tmp_path / "a-file", b"")
+    result = run_cli("synthesize", "--steps", "1", "--out", blocker / "sub")
+    assert result.exit_code == 2
+    assert "cannot be written" in result.stderr
+
+
+def test_models_layers_and_classes_commands():
+    listing = run_cli("models")
+    assert listing.exit_code == 0
+    for name in ("embedded", "x3d_m", "swin3d_b", "r3d_18", "mvit_base_16x4"):
+        assert name in listing.output
+    layers = run_cli("layers", "embedded", "--shapes")
+    assert layers.exit_code == 0 and "(coherence)" in layers.output and "lambda=" in layers.output
+    classes = run_cli("classes", "embedded")
+    assert classes.exit_code == 0 and all(name in classes.output for name in CLASS_NAMES)
+    unknown = run_cli("classes", "x3d")
+    assert unknown.exit_code == 2 and "did you mean" in unknown.stderr
+
+
+def test_help_lists_every_option():
+    result = run_cli("synthesize", "--help")
+    for option in ("--model", "--weights", "--class", "--stimulus", "--steps", "--size", "--seed", "--device",
+                   "--out", "--lambda-first", "--lambda-last", "--r", "--distance", "--verifier", "--snapshots"):
+        assert option in result.output

@@ -1,0 +1,124 @@
+"""The synthesis loop on the embedded models: it optimises, it is reproducible, batching changes nothing."""
+
+import pytest
+import torch
+
+from leaps_engine import SynthesisConfig, Target, create_adapter, synthesize
+from leaps_engine.engine.embedded.generator import CLASS_NAMES, generate_stimulus
+from leaps_engine.engine.synthesis import CoherenceWarning, resolve_class
+from leaps_engine.errors import LeapsError
+
+
+@pytest.fixture(scope="module")
+def model():
+    return create_adapter("embedded")
+
+
+@pytest.fixture(scope="module")
+def verifier():
+    return create_adapter("embedded_verifier")
+
+
+def _config(**overrides):
+    return SynthesisConfig.from_preset("embedded", **overrides)
+
+
+def test_loss_falls_and_target_probability_rises(model, verifier):
+    target = Target(3, generate_stimulus(3, seed=11))
+    result = synthesize(model, [target], verifier=verifier, config=_config(steps=40, seed=5))
+    total = result.history["total"][:, 0]
+    probability = result.history["target_prob"][:, 0]
+    assert total[-5:].mean() < 0.5 * total[:5].mean()
+    assert probability[-5:].mean() > probability[:5].mean() + 0.3
+    assert result.scores[0].model_target_prob > 0.5
+    for term in ("ce", "priming", "coherence", "feature"):
+        assert result.history[term].shape == (40, 1)
+        assert torch.isfinite(result.history[term]).all()
+    assert result.history["feature"][-1, 0] < result.history["feature"][0, 0]
+
+
+def test_videos_are_valid_pixels_and_history_is_per_video(model, verifier):
+    targets = [Target(0, generate_stimulus(0, seed=1)), Target(5, generate_stimulus(5, seed=2))]
+    result = synthesize(model, targets, verifier=verifier, config=_config(steps=3))
+    assert result.videos.shape == (2, 3, *_config().size)
+    assert result.videos.min() >= 0 and result.videos.max() <= 1
+    assert set(result.history) == {"total", "ce", "priming", "coherence", "feature", "target_prob"}
+    assert all(values.shape == (3, 2) for values in result.history.values())
+    assert [s.target_index for s in result.scores] == [0, 5]
+    assert result.scores[1].target_class == CLASS_NAMES[5]
+    assert len(result.scores[0].model_top5) == 5 and result.scores[0].verifier_top5 is not None
+
+
+def test_same_seed_gives_identical_videos(model, verifier):
+    target = Target(1, generate_stimulus(1, seed=4))
+    first = synthesize(model, [target], verifier=verifier, config=_config(steps=5, seed=9))
+    second = synthesize(model, [target], verifier=verifier, config=_config(steps=5, seed=9))
+    other = synthesize(model, [target], verifier=verifier, config=_config(steps=5, seed=10))
+    assert torch.equal(first.videos, second.videos)
+    assert not torch.equal(first.videos, other.videos)
+
+
+def test_batch_gives_the_same_videos_as_separate_runs(model, verifier):
+    pairs = [(2, generate_stimulus(2, seed=21)), (7, generate_stimulus(7, seed=22)), (2, generate_stimulus(2, seed=23))]
+    config = _config(steps=8, seed=100)
+    batch = synthesize(model, [Target(c, s) for c, s in pairs], verifier=verifier, config=config)
+    for index, (class_index, stimulus) in enumerate(pairs):
+        alone = synthesize(model, [Target(class_index, stimulus, seed=100 + index)], verifier=verifier, config=config)
+        torch.testing.assert_close(batch.videos[index], alone.videos[0], atol=1e-4, rtol=0)
+        torch.testing.assert_close(batch.history["total"][:, index], alone.history["total"][:, 0], atol=1e-4, rtol=1e-4)
+
+
+def test_callbacks_see_every_step(model):
+    seen = []
+    synthesize(model, [Target(0, generate_stimulus(0, seed=0))], config=_config(steps=4),
+               callbacks=[lambda state: seen.append((state.step, state.videos().shape))])
+    assert [step for step, _ in seen] == [1, 2, 3, 4]
+    assert seen[0][1] == (1, 3, *_config().size)
+
+
+def test_without_verifier_feature_term_is_zero(model):
+    result = synthesize(model, [Target(0, generate_stimulus(0, seed=0))], verifier=None, config=_config(steps=2))
+    assert torch.equal(result.history["feature"], torch.zeros(2, 1))
+    assert result.scores[0].verifier_top5 is None
+
+
+def test_multi_stimulus_priming_runs(model):
+    stimuli = [generate_stimulus(4, seed=s) for s in range(3)]
+    result = synthesize(model, [Target(4, stimuli)], config=_config(steps=2))
+    assert result.videos.shape[0] == 1
+
+
+def test_coherence_warning_when_the_last_tap_has_one_frame(model):
+    with pytest.warns(CoherenceWarning, match="R_coh is 0"):
+        result = synthesize(model, [Target(0, generate_stimulus(0, seed=0))], config=_config(steps=1, size=(1, 32, 32)))
+    assert torch.equal(result.history["coherence"], torch.zeros(1, 1))
+
+
+def test_classes_resolve_by_name_or_index():
+    names = ("moving right", "jumping jacks")
+    assert resolve_class("Jumping_Jacks", names, "m") == 1
+    assert resolve_class("0", names, "m") == 0
+    with pytest.raises(LeapsError, match="did you mean: jumping jacks"):
+        resolve_class("jumping jack", names, "m")
+    with pytest.raises(LeapsError, match="out of range"):
+        resolve_class(2, names, "m")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [({"steps": 0}, "steps must be >= 1"), ({"steps": -3}, "steps must be >= 1"),
+     ({"size": (0, 32, 32)}, "size must be"), ({"priming_layers": 1.5}, "priming_layers"),
+     ({"distance": "hamming"}, "unknown distance")],
+)
+def test_impossible_settings_raise(overrides, message):
+    with pytest.raises(LeapsError, match=message):
+        _config(**overrides)
+
+
+def test_size_below_the_model_minimum_raises(model):
+    spec = model.spec
+    too_small = (spec.min_frames, max(1, spec.min_size - 1), max(1, spec.min_size - 1))
+    if spec.min_size <= 1:
+        pytest.skip("the embedded model takes any size")
+    with pytest.raises(LeapsError, match="too small"):
+        synthesize(model, [Target(0, generate_stimulus(0, seed=0))], config=_config(steps=1, size=too_small))
