@@ -97,12 +97,13 @@ def create_adapter(
     """
     entry = get_adapter_entry(name)
     weights = entry.pretrained if weights is None else os.fspath(weights)
-    if weights not in (entry.pretrained, RANDOM_WEIGHTS) and not _looks_like_path(weights):
-        raise LeapsError(
-            f"weights {weights!r} for {name}: expected {entry.pretrained!r}, {RANDOM_WEIGHTS!r} or a checkpoint path"
-        )
-    if _looks_like_path(weights) and not os.path.isfile(weights):
-        raise LeapsError(f"weights file not found: {weights}")
+    if weights not in (entry.pretrained, RANDOM_WEIGHTS):
+        if not _looks_like_path(weights):
+            raise LeapsError(
+                f"weights {weights!r} for {name}: expected {entry.pretrained!r}, {RANDOM_WEIGHTS!r} or a checkpoint path"
+            )
+        if not os.path.isfile(weights):
+            raise LeapsError(f"weights file not found: {weights}")
     parts = entry.builder(weights)
     adapter = VideoAdapter(entry.name, entry.spec, parts.model, parts.taps, parts.tap_format)
     return adapter.to(device) if device is not None else adapter

@@ -1,0 +1,105 @@
+"""The embedded classifier and verifier: two small, differently built video networks with BatchNorm.
+
+Both map a normalised clip ``[B, 3, T, H, W]`` to logits ``[B, K]`` and accept any size (adaptive pooling).
+Their taps are ``stem`` and ``block1``..``block3``, each giving ``[B, C, T', H', W']``; for 8 x 32^2 input the
+last block keeps T' = 4 frames.
+
+Both start with :class:`TemporalDelta`, a parameter-free, invertible re-coding of the clip as its first
+frame followed by frame-to-frame differences. The networks still see everything (appearance included), but
+motion is no longer swamped by the per-clip random appearance. Trained on raw frames, the classifier stayed
+at chance for all 800 steps of a trial and the verifier left chance after 250 steps in one trial and never
+in another; with the re-coding both pass 85% training accuracy within 150 steps.
+
+* :class:`EmbeddedClassifier`: a plain 3D CNN, full 3x3x3 convolutions (5x5 spatial in the stem).
+* :class:`EmbeddedVerifier`: a residual (2+1)D network, every 3D convolution factorised into a spatial
+  1x3x3 and a temporal 3x1x1 one, with its own widths.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from leaps_engine.engine.embedded.generator import CLASS_NAMES
+
+
+def conv_bn_relu(
+    in_channels: int, out_channels: int, kernel: tuple[int, int, int], stride: tuple[int, int, int]
+) -> nn.Sequential:
+    """Conv3d (padded to keep the size at stride 1) -> BatchNorm3d -> ReLU."""
+    padding = tuple(k // 2 for k in kernel)
+    return nn.Sequential(
+        nn.Conv3d(in_channels, out_channels, kernel, stride, padding, bias=False),
+        nn.BatchNorm3d(out_channels),
+        nn.ReLU(),
+    )
+
+
+class TemporalDelta(nn.Module):
+    """``[B, C, T, H, W]`` -> the same shape: frame 0, then frame t minus frame t-1 for t >= 1."""
+
+    def forward(self, video: Tensor) -> Tensor:
+        return torch.cat([video[:, :, :1], video[:, :, 1:] - video[:, :, :-1]], 2)
+
+
+class EmbeddedClassifier(nn.Module):
+    """Plain 3D CNN: 8x32^2 -> stem 16x8x16^2 -> 32x8x8^2 -> 64x4x4^2 -> 96x4x4^2 -> pool -> linear."""
+
+    def __init__(self, num_classes: int = len(CLASS_NAMES)):
+        super().__init__()
+        self.delta = TemporalDelta()
+        self.stem = conv_bn_relu(3, 16, (3, 5, 5), (1, 2, 2))
+        self.block1 = conv_bn_relu(16, 32, (3, 3, 3), (1, 2, 2))
+        self.block2 = conv_bn_relu(32, 64, (3, 3, 3), (2, 2, 2))
+        self.block3 = conv_bn_relu(64, 96, (3, 3, 3), (1, 1, 1))
+        self.pool = nn.AdaptiveAvgPool3d(1)
+        self.head = nn.Linear(96, num_classes)
+
+    def forward(self, video: Tensor) -> Tensor:  # [B, 3, T, H, W] -> [B, K]
+        features = self.block3(self.block2(self.block1(self.stem(self.delta(video)))))
+        return self.head(self.pool(features).flatten(1))
+
+
+class FactorisedResidualBlock(nn.Module):
+    """Residual (2+1)D block: 1x3x3 conv -> BN -> ReLU -> 3x1x1 conv -> BN, plus a shortcut, then ReLU.
+
+    The spatial conv carries the spatial stride, the temporal conv the temporal stride; the shortcut is a
+    strided 1x1x1 conv + BN when the shape changes.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, stride: tuple[int, int, int]):
+        super().__init__()
+        self.spatial = conv_bn_relu(in_channels, out_channels, (1, 3, 3), (1, stride[1], stride[2]))
+        self.temporal = nn.Conv3d(out_channels, out_channels, (3, 1, 1), (stride[0], 1, 1), (1, 0, 0), bias=False)
+        self.temporal_bn = nn.BatchNorm3d(out_channels)
+        self.shortcut: nn.Module = nn.Identity()
+        if in_channels != out_channels or stride != (1, 1, 1):
+            self.shortcut = nn.Sequential(
+                nn.Conv3d(in_channels, out_channels, 1, stride, bias=False), nn.BatchNorm3d(out_channels)
+            )
+        self.relu = nn.ReLU()
+
+    def forward(self, features: Tensor) -> Tensor:  # [B, C, T, H, W] -> [B, C', T', H', W']
+        residual = self.temporal_bn(self.temporal(self.spatial(features)))
+        return self.relu(residual + self.shortcut(features))
+
+
+class EmbeddedVerifier(nn.Module):
+    """Residual (2+1)D network: 8x32^2 -> stem 24x8x16^2 -> 40x8x8^2 -> 64x4x4^2 -> 80x4x4^2 -> pool -> linear."""
+
+    def __init__(self, num_classes: int = len(CLASS_NAMES)):
+        super().__init__()
+        self.delta = TemporalDelta()
+        self.stem = nn.Sequential(
+            conv_bn_relu(3, 24, (1, 3, 3), (1, 2, 2)),
+            conv_bn_relu(24, 24, (3, 1, 1), (1, 1, 1)),
+        )
+        self.block1 = FactorisedResidualBlock(24, 40, (1, 2, 2))
+        self.block2 = FactorisedResidualBlock(40, 64, (2, 2, 2))
+        self.block3 = FactorisedResidualBlock(64, 80, (1, 1, 1))
+        self.pool = nn.AdaptiveAvgPool3d(1)
+        self.head = nn.Linear(80, num_classes)
+
+    def forward(self, video: Tensor) -> Tensor:  # [B, 3, T, H, W] -> [B, K]
+        features = self.block3(self.block2(self.block1(self.stem(self.delta(video)))))
+        return self.head(self.pool(features).flatten(1))

@@ -1,0 +1,148 @@
+"""Train the embedded classifier and verifier from a seed on freshly generated clips.
+
+    python -m leaps_engine.engine.embedded.train --seed 0 --out leaps_engine/engine/embedded/weights
+
+Every step draws a new batch of clips (infinite data, so no epochs and no overfitting to a fixed set),
+adds a little pixel noise, normalises with the generator's ``PIXEL_MEAN``/``PIXEL_STD`` and takes one
+AdamW step on each network (same batch, separate optimisers, one-cycle learning rate). Then both are
+evaluated on a held-out generated set drawn from seed ``seed + HELD_OUT_SEED_OFFSET`` (never seen in
+training), and the script writes ``classifier.pt`` and ``verifier.pt`` (plain state dicts, loadable with
+``torch.load(weights_only=True)``) and ``training.json`` (seed, steps, accuracies, pixel statistics,
+timing, torch version). The same seed, thread count and torch build give the same weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from leaps_engine.engine.embedded.generator import CLASS_NAMES, PIXEL_MEAN, PIXEL_STD, generate_clips
+from leaps_engine.engine.embedded.networks import EmbeddedClassifier, EmbeddedVerifier
+
+HELD_OUT_SEED_OFFSET = 10_000
+
+
+def normalise(clips: torch.Tensor) -> torch.Tensor:
+    """Pixels in [0, 1] ``[N, 3, T, H, W]`` -> the networks' input space."""
+    mean = torch.tensor(PIXEL_MEAN).view(3, 1, 1, 1)
+    std = torch.tensor(PIXEL_STD).view(3, 1, 1, 1)
+    return (clips - mean) / std
+
+
+def training_batch(batch_size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Normalised clips ``[B, 3, T, H, W]`` and their labels ``[B]``."""
+    labels = torch.randint(0, len(CLASS_NAMES), (batch_size,), generator=generator)
+    return normalise(generate_clips(labels, generator)), labels
+
+
+def train_networks(
+    networks: dict[str, nn.Module], seed: int, steps: int, batch_size: int, log: Callable[[str], None]
+) -> None:
+    """Train every network in ``networks`` for ``steps`` steps on the same stream of batches."""
+    generator = torch.Generator().manual_seed(seed)
+    optimisers = {
+        name: torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=1e-4) for name, net in networks.items()
+    }
+    schedules = {
+        name: torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=3e-3, total_steps=steps, pct_start=0.15)
+        for name, optimiser in optimisers.items()
+    }
+    running = {name: [0.0, 0.0] for name in networks}  # loss and accuracy since the last report
+    start, report_every = time.perf_counter(), max(1, steps // 20)
+    for step in range(1, steps + 1):
+        clips, labels = training_batch(batch_size, generator)
+        for name, net in networks.items():
+            net.train()
+            logits = net(clips)
+            loss = nn.functional.cross_entropy(logits, labels)
+            optimisers[name].zero_grad(set_to_none=True)
+            loss.backward()
+            optimisers[name].step()
+            schedules[name].step()
+            running[name][0] += loss.item() / report_every
+            running[name][1] += (logits.argmax(1) == labels).float().mean().item() / report_every
+        if step % report_every == 0 or step == steps:
+            scores = "  ".join(f"{name} loss {loss:.3f} acc {acc:.3f}" for name, (loss, acc) in running.items())
+            log(f"step {step:5d}/{steps}  {scores}  {time.perf_counter() - start:6.1f}s")
+            running = {name: [0.0, 0.0] for name in networks}
+
+
+def held_out_set(seed: int, per_class: int, chunk: int = 240) -> tuple[torch.Tensor, torch.Tensor]:
+    """``per_class`` clips of every class in [0, 1], ``[N, 3, T, H, W]``, and their labels, from ``seed``."""
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.arange(len(CLASS_NAMES)).repeat(per_class)
+    clips = torch.cat([generate_clips(part, generator) for part in labels.split(chunk)])
+    return clips, labels
+
+
+@torch.no_grad()
+def per_class_accuracy(net: nn.Module, clips: torch.Tensor, labels: torch.Tensor, chunk: int = 240) -> torch.Tensor:
+    """Accuracy ``[K]`` of ``net`` (in eval mode) on each class of pixel clips ``clips``."""
+    net.eval()
+    predictions = torch.cat([net(normalise(part)).argmax(1) for part in clips.split(chunk)])
+    correct = (predictions == labels).float()
+    return torch.zeros(len(CLASS_NAMES)).index_add_(0, labels, correct) / torch.bincount(labels).float()
+
+
+def run(seed: int, steps: int, batch_size: int, out: Path, per_class: int, log: Callable[[str], None]) -> dict:
+    """Train both networks, evaluate them on the held-out set, write the weights and ``training.json``."""
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True)
+    networks = {"classifier": EmbeddedClassifier(), "verifier": EmbeddedVerifier()}
+    start = time.perf_counter()
+    train_networks(networks, seed, steps, batch_size, log)
+    train_seconds = time.perf_counter() - start
+    clips, labels = held_out_set(seed + HELD_OUT_SEED_OFFSET, per_class)
+    report = {
+        "seed": seed,
+        "steps": steps,
+        "batch_size": batch_size,
+        "held_out": {"seed": seed + HELD_OUT_SEED_OFFSET, "clips": len(labels)},
+        "pixel_mean": clips.mean((0, 2, 3, 4)).tolist(),
+        "pixel_std": clips.transpose(0, 1).reshape(3, -1).std(1).tolist(),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    for name, net in networks.items():
+        accuracy = per_class_accuracy(net, clips, labels)
+        report[name] = {
+            "parameters": sum(p.numel() for p in net.parameters()),
+            "held_out_accuracy": accuracy.mean().item(),
+            "per_class_accuracy": dict(zip(CLASS_NAMES, accuracy.tolist())),
+        }
+        torch.save(net.state_dict(), out / f"{name}.pt")
+        log(f"{name}: held-out accuracy {accuracy.mean().item():.4f} (worst class {accuracy.min().item():.4f})")
+        for class_name, value in zip(CLASS_NAMES, accuracy.tolist()):
+            log(f"    {class_name:<26s} {value:.4f}")
+    report["timing"] = {
+        "train_seconds": round(train_seconds, 1),
+        "total_seconds": round(time.perf_counter() - start, 1),
+        "threads": torch.get_num_threads(),
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+    }
+    report["torch_version"] = torch.__version__
+    (out / "training.json").write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, required=True, help="folder for the weights and training.json")
+    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--held-out-per-class", type=int, default=200, help="held-out clips per class")
+    args = parser.parse_args(argv)
+    run(args.seed, args.steps, args.batch_size, args.out, args.held_out_per_class, lambda line: print(line, flush=True))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+"""The embedded domain: the clip generator, the shipped classifier/verifier weights and their adapters."""
+
+import math
+from importlib import resources
+
+import pytest
+import torch
+
+from leaps_engine.engine.adapters import create_adapter
+from leaps_engine.engine.embedded.generator import (
+    CLASS_NAMES,
+    CLIP_FRAMES,
+    CLIP_SIZE,
+    generate_clips,
+    generate_stimulus,
+    sample_scene,
+    shape_coverage,
+)
+
+TEST_SEED = 777  # used neither by training (seed 0) nor by its held-out set (seed 10,000)
+ACTOR = 2  # the actor's index among the scene's moving sprites (distractor, partner, actor)
+PARTNER = 1
+
+
+def test_clips_have_shape_range_and_are_deterministic():
+    labels = torch.arange(len(CLASS_NAMES))
+    clips = generate_clips(labels, torch.Generator().manual_seed(1))
+    assert clips.shape == (len(CLASS_NAMES), 3, CLIP_FRAMES, CLIP_SIZE, CLIP_SIZE)
+    assert clips.dtype == torch.float32
+    assert 0.0 <= clips.min() and clips.max() <= 1.0
+    assert torch.equal(clips, generate_clips(labels, torch.Generator().manual_seed(1)))
+    assert not torch.allclose(clips, generate_clips(labels, torch.Generator().manual_seed(2)))
+    small = generate_clips(labels, torch.Generator().manual_seed(1), frames=4, size=20)
+    assert small.shape == (len(CLASS_NAMES), 3, 4, 20, 20)
+
+
+def test_every_class_renders_motion():
+    clips = generate_clips(torch.arange(len(CLASS_NAMES)).repeat(4), torch.Generator().manual_seed(3))
+    change = (clips[:, :, 1:] - clips[:, :, :-1]).abs().amax(dim=(1, 2, 3, 4))  # [N]
+    assert (change > 0.1).all()
+
+
+def test_stimulus_is_one_clip_determined_by_its_seed():
+    stimulus = generate_stimulus(CLASS_NAMES.index("growing"), seed=5)
+    assert stimulus.shape == (3, CLIP_FRAMES, CLIP_SIZE, CLIP_SIZE)
+    assert torch.equal(stimulus, generate_stimulus(CLASS_NAMES.index("growing"), seed=5))
+    with pytest.raises(ValueError):
+        generate_stimulus(len(CLASS_NAMES), seed=5)
+
+
+def _track(class_name: str, sprite: int = ACTOR, count: int = 8) -> dict[str, torch.Tensor]:
+    """Centroid ``[N, T, 2]`` (pixels, y down), area ``[N, T]`` and the angle ``[N, T]`` of the first-colour
+    half's centroid around the centroid (grows clockwise on screen) of one sprite in ``count`` clips."""
+    labels = torch.full((count,), CLASS_NAMES.index(class_name))
+    scene = sample_scene(labels, torch.Generator().manual_seed(TEST_SEED))
+    coverage, first_colour = shape_coverage(scene.movers, sprite, CLIP_SIZE)  # [N, T, H, W]
+    pixels = torch.arange(CLIP_SIZE, dtype=torch.float32)
+    y, x = torch.meshgrid(pixels, pixels, indexing="ij")
+
+    def centroid(weight: torch.Tensor) -> torch.Tensor:
+        mass = weight.sum((2, 3))
+        return torch.stack([(weight * x).sum((2, 3)) / mass, (weight * y).sum((2, 3)) / mass], -1)
+
+    centre = centroid(coverage)
+    half = centroid(coverage * first_colour) - centre
+    return {"centre": centre, "area": coverage.sum((2, 3)), "angle": torch.atan2(half[..., 1], half[..., 0])}
+
+
+@pytest.mark.parametrize(
+    ("class_name", "axis", "sign"),
+    [("moving right", 0, 1), ("moving left", 0, -1), ("moving down", 1, 1), ("moving up", 1, -1)],
+)
+def test_translations_move_the_actor_that_way(class_name, axis, sign):
+    centre = _track(class_name)["centre"]
+    assert (sign * (centre[:, -1, axis] - centre[:, 0, axis]) > 3.0).all()
+
+
+@pytest.mark.parametrize(("class_name", "sign"), [("rotating clockwise", 1), ("rotating counterclockwise", -1)])
+def test_rotations_turn_the_pattern_that_way(class_name, sign):
+    angle = _track(class_name)["angle"]
+    step = torch.remainder(angle[:, 1:] - angle[:, :-1] + math.pi, 2 * math.pi) - math.pi  # wrapped to [-pi, pi)
+    assert (sign * step > 0.2).all()
+
+
+def test_growing_and_shrinking_change_the_area():
+    growing, shrinking = _track("growing")["area"], _track("shrinking")["area"]
+    assert (growing[:, -1] > 2 * growing[:, 0]).all()
+    assert (shrinking[:, 0] > 2 * shrinking[:, -1]).all()
+
+
+def test_pairs_approach_or_separate_and_bouncing_turns_at_the_floor():
+    def gap(class_name: str) -> torch.Tensor:  # [N, T] pixels between the actor and its partner
+        return (_track(class_name)["centre"] - _track(class_name, PARTNER)["centre"]).norm(dim=-1)
+
+    assert (gap("approaching")[:, -1] < gap("approaching")[:, 0] - 3.0).all()
+    assert (gap("separating")[:, -1] > gap("separating")[:, 0] + 3.0).all()
+    lowest_frame = _track("bouncing")["centre"][..., 1].argmax(1)  # y grows downwards
+    assert ((lowest_frame > 0) & (lowest_frame < CLIP_FRAMES - 1)).all()
+
+
+@pytest.mark.parametrize("name", ["embedded", "embedded_verifier"])
+def test_shipped_weights_classify_fresh_clips(name):
+    adapter = create_adapter(name)
+    labels = torch.arange(len(CLASS_NAMES)).repeat(20)
+    clips = generate_clips(labels, torch.Generator().manual_seed(TEST_SEED))
+    with torch.no_grad():
+        predictions = adapter(adapter.spec.normalize(clips)).argmax(1)
+    assert (predictions == labels).float().mean() >= 0.95
+
+
+@pytest.mark.parametrize("name", ["embedded", "embedded_verifier"])
+def test_adapters_give_taps_and_input_gradients_only(name):
+    adapter = create_adapter(name)
+    assert adapter.spec.class_names == CLASS_NAMES
+    video = torch.randn(2, 3, CLIP_FRAMES, CLIP_SIZE, CLIP_SIZE, requires_grad=True)
+    logits, taps = adapter.forward_with_taps(video)
+    assert logits.shape == (2, len(CLASS_NAMES))
+    assert len(taps) == len(adapter.taps) == 4
+    for tap in taps:
+        assert tap.dim() == 4 and tap.shape[0] == 2  # [B, C, T', N]
+    assert taps[-1].shape[2] >= 2
+    (logits.sum() + sum(tap.mean() for tap in taps)).backward()
+    assert video.grad is not None and video.grad.abs().sum() > 0
+    assert all(parameter.grad is None and not parameter.requires_grad for parameter in adapter.parameters())
+
+
+@pytest.mark.parametrize("name", ["embedded", "embedded_verifier"])
+def test_adapters_take_the_declared_minimum_size(name):
+    adapter = create_adapter(name, weights="random")
+    spec = adapter.spec
+    video = torch.randn(1, 3, spec.min_frames, spec.min_size, spec.min_size)
+    assert adapter(video).shape == (1, len(CLASS_NAMES))
+
+
+def test_checkpoint_path_loads_the_same_weights():
+    shipped = resources.files("leaps_engine.engine.embedded") / "weights" / "classifier.pt"
+    with resources.as_file(shipped) as path:
+        from_path = create_adapter("embedded", weights=str(path))
+    video = torch.randn(1, 3, CLIP_FRAMES, CLIP_SIZE, CLIP_SIZE)
+    with torch.no_grad():
+        assert torch.equal(from_path(video), create_adapter("embedded")(video))
+        assert not torch.equal(from_path(video), create_adapter("embedded", weights="random")(video))
