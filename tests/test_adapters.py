@@ -117,6 +117,14 @@ def test_pytorchvideo_minimum_sizes_are_tight(name):
     assert not runs(spec.min_frames, spec.min_size - 1)
 
 
+def test_inputs_below_the_minimum_are_resized_up_to_it():
+    adapter = create_adapter("x3d_xs", weights="random")  # needs at least 4 x 129 x 129
+    assert adapter.spec.model_size(2, 64, 200) == (4, 129, 200)
+    with torch.no_grad():
+        logits, taps = adapter.forward_with_taps(torch.randn(1, 3, 2, 64, 64))
+    assert logits.shape == (1, 400) and taps[-1].shape[2] == 4
+
+
 def test_unknown_model_suggests_close_names():
     with pytest.raises(LeapsError, match="r3d_18"):
         create_adapter("r3d_19")

@@ -96,7 +96,7 @@ BAD_INPUTS = {
     "weights with mismatched keys": (lambda t: ["--weights", _checkpoint_missing_keys(t)], "missing"),
     "zero steps": (lambda t: ["--steps", "0"], "steps must be >= 1"),
     "negative steps": (lambda t: ["--steps", "-5"], "steps must be >= 1"),
-    "impossible size": (lambda t: ["--size", "0x32x32"], "impossible"),
+    "impossible size": (lambda t: ["--size", "0x32x32"], "size must be three positive integers"),
     "malformed size": (lambda t: ["--size", "8x32"], "--size must look like TxHxW"),
     "stimulus count mismatch": (lambda t: ["--class", "0", "--class", "1", "--stimulus", _truncated_mp4(t)],
                                 "one --stimulus per --class"),

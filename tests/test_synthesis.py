@@ -28,8 +28,8 @@ def test_loss_falls_and_target_probability_rises(model, verifier):
     result = synthesize(model, [target], verifier=verifier, config=_config(steps=40, seed=5))
     total = result.history["total"][:, 0]
     probability = result.history["target_prob"][:, 0]
-    assert total[-5:].mean() < 0.5 * total[:5].mean()
-    assert probability[-5:].mean() > probability[:5].mean() + 0.3
+    assert total[-5:].mean() < 0.5 * total[0]
+    assert probability[0] < 0.2 and probability[-5:].min() > 0.9
     assert result.scores[0].model_target_prob > 0.5
     for term in ("ce", "priming", "coherence", "feature"):
         assert result.history[term].shape == (40, 1)
@@ -64,8 +64,8 @@ def test_batch_gives_the_same_videos_as_separate_runs(model, verifier):
     batch = synthesize(model, [Target(c, s) for c, s in pairs], verifier=verifier, config=config)
     for index, (class_index, stimulus) in enumerate(pairs):
         alone = synthesize(model, [Target(class_index, stimulus, seed=100 + index)], verifier=verifier, config=config)
-        torch.testing.assert_close(batch.videos[index], alone.videos[0], atol=1e-4, rtol=0)
-        torch.testing.assert_close(batch.history["total"][:, index], alone.history["total"][:, 0], atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(batch.videos[index], alone.videos[0], atol=1e-3, rtol=0)
+        torch.testing.assert_close(batch.history["total"][:, index], alone.history["total"][:, 0], atol=1e-3, rtol=1e-3)
 
 
 def test_callbacks_see_every_step(model):
@@ -113,12 +113,3 @@ def test_classes_resolve_by_name_or_index():
 def test_impossible_settings_raise(overrides, message):
     with pytest.raises(LeapsError, match=message):
         _config(**overrides)
-
-
-def test_size_below_the_model_minimum_raises(model):
-    spec = model.spec
-    too_small = (spec.min_frames, max(1, spec.min_size - 1), max(1, spec.min_size - 1))
-    if spec.min_size <= 1:
-        pytest.skip("the embedded model takes any size")
-    with pytest.raises(LeapsError, match="too small"):
-        synthesize(model, [Target(0, generate_stimulus(0, seed=0))], config=_config(steps=1, size=too_small))

@@ -29,8 +29,9 @@ class InputSpec:
     """What a model expects as input, and what its outputs mean.
 
     ``frames`` x ``crop_size``^2 is the clip the model was trained on; ``sampling_rate`` is the stride
-    between sampled source frames. A ``fixed_size`` model only takes that size (the engine resizes to it);
-    other models take any size of at least ``min_frames`` x ``min_size``^2.
+    between sampled source frames. A ``fixed_size`` model only takes that size, so the adapter resizes
+    every input to it (paper Sec. 4.1); other models take any size of at least ``min_frames`` x
+    ``min_size``^2, and the adapter resizes a smaller input up to that minimum.
     """
 
     frames: int
@@ -66,16 +67,17 @@ class InputSpec:
         return video * std + mean
 
     def check_size(self, frames: int, height: int, width: int, model_name: str) -> None:
-        """Raise :class:`LeapsError` if a video of this size cannot be fed to the model."""
+        """Raise :class:`LeapsError` if no video of this size exists (every other size is resized to fit)."""
         if min(frames, height, width) < 1:
-            raise LeapsError(f"size {frames}x{height}x{width} is impossible: every dimension must be >= 1")
-        if self.fixed_size:
-            return  # the engine resizes to the model's size
-        if frames < self.min_frames or min(height, width) < self.min_size:
             raise LeapsError(
-                f"size {frames}x{height}x{width} is too small for {model_name}: it needs at least "
-                f"{self.min_frames}x{self.min_size}x{self.min_size}"
+                f"size {frames}x{height}x{width} is impossible for {model_name}: every dimension must be >= 1"
             )
+
+    def model_size(self, frames: int, height: int, width: int) -> tuple[int, int, int]:
+        """The size a ``frames x height x width`` input is resized to before the model sees it."""
+        if self.fixed_size:
+            return self.frames, self.crop_size, self.crop_size
+        return max(frames, self.min_frames), max(height, self.min_size), max(width, self.min_size)
 
 
 def canonical_cthw(output: torch.Tensor) -> torch.Tensor:
@@ -139,10 +141,8 @@ class VideoAdapter(nn.Module):
         return super().train(False)
 
     def fit_input(self, video: torch.Tensor) -> torch.Tensor:
-        """Resize ``[B, 3, T, H, W]`` trilinearly to the model's size if the model has a fixed size."""
-        if not self.spec.fixed_size:
-            return video
-        size = (self.spec.frames, self.spec.crop_size, self.spec.crop_size)
+        """Resize ``[B, 3, T, H, W]`` trilinearly to the size the model takes (:meth:`InputSpec.model_size`)."""
+        size = self.spec.model_size(*video.shape[2:])
         if tuple(video.shape[2:]) == size:
             return video
         return nn.functional.interpolate(video, size=size, mode="trilinear", align_corners=False)

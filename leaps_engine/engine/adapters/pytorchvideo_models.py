@@ -15,12 +15,16 @@ result globally, so they take any size at least that kernel's receptive field (`
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
-from pytorchvideo.models import hub
-from pytorchvideo.models.head import ResNetBasicHead
-from pytorchvideo.models.x3d import Swish  # pytorchvideo.layers.swish.Swish, as X3D imports it
 from torch import nn
+
+with warnings.catch_warnings():  # pytorchvideo 0.1.5 calls the deprecated torch.jit.script at import time
+    warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
+    from pytorchvideo.models import hub
+    from pytorchvideo.models.head import ResNetBasicHead
+    from pytorchvideo.models.x3d import Swish  # pytorchvideo.layers.swish.Swish, as X3D imports it
 
 from leaps_engine.engine.adapters.base import InputSpec
 from leaps_engine.engine.adapters.kinetics import (
