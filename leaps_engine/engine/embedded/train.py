@@ -3,7 +3,7 @@
     python -m leaps_engine.engine.embedded.train --seed 0 --out leaps_engine/engine/embedded/weights
 
 Every step draws a new batch of clips (infinite data, so no epochs and no overfitting to a fixed set),
-adds a little pixel noise, normalises with the generator's ``PIXEL_MEAN``/``PIXEL_STD`` and takes one
+normalises with the generator's ``PIXEL_MEAN``/``PIXEL_STD`` and takes one
 AdamW step on each network (same batch, separate optimisers, one-cycle learning rate). Then both are
 evaluated on a held-out generated set drawn from seed ``seed + HELD_OUT_SEED_OFFSET`` (never seen in
 training), and the script writes ``classifier.pt`` and ``verifier.pt`` (plain state dicts, loadable with
