@@ -74,7 +74,7 @@ def main() -> None:
 @click.option("--class", "classes", multiple=True, metavar="NAME|INDEX",
               help="Target class; repeat for a batch. Default: the first class (embedded model only).")
 @click.option("--stimulus", "stimuli", multiple=True, type=click.Path(), metavar="PATH",
-              help="Stimulus of the matching --class: a video (mp4, avi, webm, mkv, gif), a folder of frames "
+              help="Stimulus of the matching --class: a video (mp4, avi, webm, mkv, mov, gif), a folder of frames "
                    "or a saved tensor. Repeat once per --class. The embedded model generates one if omitted.")
 @click.option("--steps", type=int, default=None, help="Optimisation steps (default: the model's preset).")
 @click.option("--size", default=None, metavar="TxHxW", help="Size of the synthesized video (default: preset).")

@@ -9,13 +9,12 @@ Data flow (DESIGN.md 8)::
 
 The loop returns results and calls callbacks; it never prints or writes files. Every video of a batch
 has its own seed, its own loss (statistics are per video) and Adam state that never mixes with the
-others', so a batch gives the same videos as separate runs: the optimiser steps the *sum* of the
-per-video losses, whose gradient for each video is that video's own.
+others', so a batch gives the same videos as separate runs (up to the rounding of batched kernels):
+the optimiser steps the *sum* of the per-video losses, whose gradient for each video is that video's own.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import warnings
 from collections.abc import Callable, Sequence
@@ -155,8 +154,7 @@ def synthesize(
     video = _initial_video(seeds, config.size, device).requires_grad_(True)  # [B, 3, T, H, W]
     low, high = (bound.to(device) for bound in model.spec.pixel_bounds())
     optimizer = torch.optim.Adam([video], lr=config.lr, betas=config.betas)
-    cosine = lambda step: 0.5 * (1 + math.cos(math.pi * step / config.steps))  # noqa: E731
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.steps, eta_min=0.0)
     augment_generators = [torch.Generator().manual_seed(seed) for seed in seeds]
     history = {term: [] for term in (*LOSS_TERMS, "target_prob")}
 
