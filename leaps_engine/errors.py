@@ -13,6 +13,12 @@ class LeapsError(Exception):
     """A problem with the user's input, reported as one line without a traceback."""
 
 
+def one_line(error: BaseException, limit: int = 200) -> str:
+    """The first non-empty line of an exception's message (its type name if empty), cut to ``limit``."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return (lines[0] if lines else type(error).__name__)[:limit]
+
+
 def close_names(name: str, candidates: Iterable[str], limit: int = 3) -> str:
     """A ' (did you mean: a, b?)' suffix listing the candidates closest to ``name``, or ''."""
     candidates = list(candidates)

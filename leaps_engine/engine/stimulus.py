@@ -28,7 +28,7 @@ from PIL import Image, UnidentifiedImageError
 from torch.nn import functional as F
 
 from leaps_engine.engine.adapters.base import InputSpec
-from leaps_engine.errors import LeapsError
+from leaps_engine.errors import LeapsError, one_line
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".webm", ".mkv", ".gif", ".mov")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
@@ -118,7 +118,7 @@ def _load_tensor_file(path: Path) -> torch.Tensor:
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, pickle.UnpicklingError, EOFError, ValueError, OSError) as error:
-        raise LeapsError(f"cannot load tensor file {path}: {_one_line(error)}") from None
+        raise LeapsError(f"cannot load tensor file {path}: {one_line(error)}") from None
     if not isinstance(loaded, torch.Tensor):
         raise LeapsError(f"{path} holds a {type(loaded).__name__}, not a video tensor")
     return loaded
@@ -170,7 +170,7 @@ def _read_image(path: Path) -> torch.Tensor:
         with Image.open(path) as image:
             pixels = np.asarray(image.convert("RGB"))
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
-        raise LeapsError(f"cannot read image {path}: {_one_line(error)}") from None
+        raise LeapsError(f"cannot read image {path}: {one_line(error)}") from None
     return torch.from_numpy(pixels.copy()).permute(2, 0, 1)
 
 
@@ -187,7 +187,7 @@ def _decoded_frames(path: Path) -> Iterator[av.VideoFrame]:
             stream.thread_type = "AUTO"
             yield from container.decode(stream)
     except av.error.FFmpegError as error:
-        raise LeapsError(f"cannot decode video {path}: {_one_line(error)}") from None
+        raise LeapsError(f"cannot decode video {path}: {one_line(error)}") from None
 
 
 def _rgb(frame: av.VideoFrame, size: tuple[int, int] | None = None) -> np.ndarray:
@@ -217,7 +217,3 @@ def _read_video_sample(path: Path, spec: InputSpec) -> list[torch.Tensor]:
         if len(kept) == len(set(indices)):
             break
     return [kept[i] for i in indices]
-
-
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split()) or type(error).__name__

@@ -12,7 +12,7 @@ from torch import nn
 from torchvision.models._meta import _KINETICS400_CATEGORIES
 
 from leaps_engine.engine.adapters.registry import RANDOM_WEIGHTS, load_checkpoint_into
-from leaps_engine.errors import LeapsError
+from leaps_engine.errors import LeapsError, one_line
 
 KINETICS400 = "kinetics400"
 KINETICS400_CLASSES: tuple[str, ...] = tuple(_KINETICS400_CATEGORIES)
@@ -35,9 +35,9 @@ def build_kinetics_model(name: str, weights: str, make: Callable[[bool], nn.Modu
         try:
             return make(True)
         except Exception as error:  # network, SSL, hash and disk errors all end here
-            reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
             raise LeapsError(
-                f"could not download the kinetics400 weights of {name} ({type(error).__name__}: {reason[:160]}); "
+                f"could not download the kinetics400 weights of {name} ({type(error).__name__}: "
+                f"{one_line(error, 160)}); "
                 f"pass a local checkpoint file as weights, or use weights={RANDOM_WEIGHTS!r}"
             ) from None
     model = make(False)

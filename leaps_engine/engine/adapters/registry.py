@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from leaps_engine.engine.adapters.base import InputSpec, VideoAdapter
-from leaps_engine.errors import LeapsError, close_names
+from leaps_engine.errors import LeapsError, close_names, one_line
 
 RANDOM_WEIGHTS = "random"
 
@@ -122,8 +122,7 @@ def load_checkpoint_into(model: nn.Module, path: str, model_name: str) -> None:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for a file that is not a checkpoint
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise LeapsError(f"{path} is not a readable PyTorch checkpoint ({reason[:160]})") from None
+        raise LeapsError(f"{path} is not a readable PyTorch checkpoint ({one_line(error, 160)})") from None
     state_dict = _find_state_dict(checkpoint)
     if state_dict is None:
         raise LeapsError(f"{path} holds no state dict of tensors")
