@@ -36,7 +36,6 @@ from leaps_engine.engine.adapters import VideoAdapter, create_adapter, get_adapt
 from leaps_engine.engine.synthesis import StepState, SynthesisResult, Target, resolve_class, synthesize
 from leaps_engine.errors import LeapsError
 
-EMBEDDED_MODEL = "embedded"
 DISPLAY_MIN_SIDE = 192  # small clips are upscaled (nearest) to at least this many pixels for viewing
 RESULT_FILE = "result.json"
 
@@ -56,10 +55,8 @@ def run_synthesis(
     )
     if snapshots and snapshots[-1] > config.steps:
         raise LeapsError(f"--snapshots step {snapshots[-1]} is beyond the last step ({config.steps})")
-    entry = get_adapter_entry(model_name)
-    frames, height, width = config.size
-    entry.spec.check_size(frames, height, width, model_name)
-    targets, stimulus_labels = _targets(model_name, entry.spec.class_names, classes, stimuli, seed)
+    targets, stimulus_labels = _targets(model_name, get_adapter_entry(model_name).spec.class_names, classes, stimuli,
+                                        seed)
     out = Path(out_dir)
     created = not out.exists()
     _prepare_out_dir(out)
@@ -142,9 +139,6 @@ def _targets(
         return targets, [f"generated (class {i}, seed {seed + k})" for k, i in enumerate(indices)]
     if len(stimuli) != len(indices):
         raise LeapsError(f"give one --stimulus per --class (got {len(indices)} classes and {len(stimuli)} stimuli)")
-    for path in stimuli:
-        if not os.path.exists(path):
-            raise LeapsError(f"stimulus not found: {path}")
     return [Target(i, path) for i, path in zip(indices, stimuli, strict=True)], list(stimuli)
 
 

@@ -118,7 +118,7 @@ class SynthesisConfig:
     @classmethod
     def from_preset(cls, model_name: str, **overrides: object) -> SynthesisConfig:
         """The preset of ``model_name`` (Table S1 values), with the non-``None`` ``overrides`` applied."""
-        preset = PRESETS.get(model_name, DEFAULT_PRESET)
+        preset = preset_for(model_name)
         config = cls(
             steps=preset.steps,
             size=preset.size,

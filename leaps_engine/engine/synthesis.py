@@ -140,10 +140,6 @@ def synthesize(
     config.validate()
     if not targets:
         raise LeapsError("nothing to synthesize: no targets given")
-    frames, height, width = config.size
-    model.spec.check_size(frames, height, width, model.name)
-    if verifier is not None:
-        verifier.spec.check_size(frames, height, width, verifier.name)
     device = _device_of(model)
 
     class_indices = [resolve_class(t.label, model.spec.class_names, model.name) for t in targets]
@@ -163,7 +159,7 @@ def synthesize(
         if step == 1 and objective.coherence_frames < 2 and config.r > 0:
             warnings.warn(
                 f"{model.name}'s coherence tap {model.taps[-1]} has {objective.coherence_frames} frame(s) at "
-                f"{frames}x{height}x{width}: R_coh is 0 for this run", CoherenceWarning, stacklevel=2)
+                f"{'x'.join(map(str, config.size))}: R_coh is 0 for this run", CoherenceWarning, stacklevel=2)
         optimizer.zero_grad(set_to_none=True)
         losses["total"].sum().backward()
         optimizer.step()
@@ -172,9 +168,8 @@ def synthesize(
             video.clamp_(low, high)
         target_probs = logits.detach().float().softmax(-1).gather(1, objective.targets[:, None])[:, 0]
         detached = {term: value.detach() for term, value in losses.items()}
-        for term, value in detached.items():
-            history[term].append(value.cpu())
-        history["target_prob"].append(target_probs.cpu())
+        for term, value in (*detached.items(), ("target_prob", target_probs)):
+            history[term].append(value)  # kept on the device: no host sync per step
         state = StepState(step, config.steps, detached, target_probs, video, model.spec.denormalize)
         for callback in callbacks:
             callback(state)
@@ -183,7 +178,7 @@ def synthesize(
     return SynthesisResult(
         videos=model.spec.denormalize(final).clamp(0, 1).cpu(),
         stimuli=[group[0] for group in stimulus_pixels],
-        history={term: torch.stack(values) for term, values in history.items()},
+        history={term: torch.stack(values).cpu() for term, values in history.items()},
         scores=score_videos(model, verifier, final, class_indices),
         seeds=seeds,
         config=config,
@@ -236,10 +231,14 @@ class LeapsObjective:
 
     def _feature_statistics(self, video: torch.Tensor) -> torch.Tensor:
         """R_feat ``[B]``: x* re-normalised to the verifier's spec, statistics of its BatchNorm inputs."""
-        verifier_input = self.verifier.spec.normalize(self.model.spec.denormalize(video))
         with record_inputs(self.bn_layers) as bn_inputs:
-            self.verifier(verifier_input)
+            self.verifier(to_verifier_space(self.model, self.verifier, video))
         return objectives.feature_statistics_loss(bn_inputs, per_video=self.config.bn_stats == "video")
+
+
+def to_verifier_space(model: VideoAdapter, verifier: VideoAdapter, video: torch.Tensor) -> torch.Tensor:
+    """A video ``[B, 3, T, H, W]`` in the model's normalised space, re-normalised for the verifier."""
+    return verifier.spec.normalize(model.spec.denormalize(video))
 
 
 @torch.no_grad()
@@ -250,8 +249,7 @@ def score_videos(
     model_probs = model(video).float().softmax(-1).cpu()
     verifier_probs = None
     if verifier is not None:
-        verifier_input = verifier.spec.normalize(model.spec.denormalize(video))
-        verifier_probs = verifier(verifier_input).float().softmax(-1).cpu()
+        verifier_probs = verifier(to_verifier_space(model, verifier, video)).float().softmax(-1).cpu()
     scores = []
     for b, index in enumerate(class_indices):
         score = ClipScore(index, model.spec.class_names[index], float(model_probs[b, index]),

@@ -48,30 +48,23 @@ class InputSpec:
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    def _statistics(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and std as ``[3, 1, 1, 1]`` tensors with the dtype and device of ``like``."""
+        return like.new_tensor(self.mean).view(3, 1, 1, 1), like.new_tensor(self.std).view(3, 1, 1, 1)
+
     def pixel_bounds(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-channel bounds ``[3, 1, 1, 1]`` of valid pixels ([0, 1]) in this spec's normalised space."""
-        mean = torch.tensor(self.mean).view(3, 1, 1, 1)
-        std = torch.tensor(self.std).view(3, 1, 1, 1)
-        return (0.0 - mean) / std, (1.0 - mean) / std
+        return self.normalize(torch.zeros(3, 1, 1, 1)), self.normalize(torch.ones(3, 1, 1, 1))
 
     def normalize(self, pixels: torch.Tensor) -> torch.Tensor:
         """Map pixels in [0, 1] (``[..., 3, T, H, W]``) to the model's normalised space."""
-        mean = pixels.new_tensor(self.mean).view(3, 1, 1, 1)
-        std = pixels.new_tensor(self.std).view(3, 1, 1, 1)
+        mean, std = self._statistics(pixels)
         return (pixels - mean) / std
 
     def denormalize(self, video: torch.Tensor) -> torch.Tensor:
         """Inverse of :meth:`normalize`."""
-        mean = video.new_tensor(self.mean).view(3, 1, 1, 1)
-        std = video.new_tensor(self.std).view(3, 1, 1, 1)
+        mean, std = self._statistics(video)
         return video * std + mean
-
-    def check_size(self, frames: int, height: int, width: int, model_name: str) -> None:
-        """Raise :class:`LeapsError` if no video of this size exists (every other size is resized to fit)."""
-        if min(frames, height, width) < 1:
-            raise LeapsError(
-                f"size {frames}x{height}x{width} is impossible for {model_name}: every dimension must be >= 1"
-            )
 
     def model_size(self, frames: int, height: int, width: int) -> tuple[int, int, int]:
         """The size a ``frames x height x width`` input is resized to before the model sees it."""
