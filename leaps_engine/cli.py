@@ -96,6 +96,14 @@ def main() -> None:
 @click.option("--snapshots", default=None, metavar="STEPS",
               help="Also save the videos at these steps, e.g. 100,500,2000 (paper Fig. 8).")
 @click.option("--fps", type=int, default=5, show_default=True, help="Frame rate of the written videos.")
+@click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), default="auto",
+              show_default=True, help="Network precision (auto: bfloat16 on CUDA, float32 on CPU); losses stay float32.")
+@click.option("--channels-last", is_flag=True, help="Run the networks on channels-last (NDHWC) tensors.")
+@click.option("--compile", "compile_step", is_flag=True,
+              help="torch.compile the whole step (one compile per shape; its time is reported separately).")
+@click.option("--cuda-graphs", is_flag=True, help="Capture the compiled step in CUDA graphs (CUDA only; implies --compile).")
+@click.option("--kernels", type=click.Choice(["auto", "triton", "compile", "eager"]), default="auto", show_default=True,
+              help="JVS priming and BN-statistics loss kernels: auto tries triton (CUDA), then compile, then eager.")
 def synthesize(**options: object) -> None:
     """Synthesize one video per target class by inverting a model primed with a stimulus.
 
@@ -108,6 +116,48 @@ def synthesize(**options: object) -> None:
         options["size"] = _parse_size(options["size"])
         options["snapshots"] = _parse_snapshots(options["snapshots"])
         run_synthesis(**options)
+
+
+@main.command()
+@click.option("--model", "models", multiple=True, metavar="NAME",
+              help="Model to time; repeat for several (default: the embedded model).")
+@click.option("--size", "sizes", multiple=True, metavar="TxHxW",
+              help="Size of x*; repeat (default: 8x182x182, 8x224x224, 16x224x224, as the paper's Table 4).")
+@click.option("--backend", "backends", multiple=True, type=click.Choice(["reference", "eager", "compiled", "fused"]),
+              help="Step implementation; repeat (default: all four; fused needs CUDA).")
+@click.option("--batch", type=int, default=1, show_default=True, help="Videos per step.")
+@click.option("--iters", type=int, default=20, show_default=True, help="Timed iterations per row.")
+@click.option("--warmup", type=int, default=3, show_default=True, help="Untimed iterations first (compilation included).")
+@click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), default="auto",
+              show_default=True, help="Precision of the lean backends (auto: bfloat16 on CUDA, float32 on CPU).")
+@click.option("--device", default="cpu", show_default=True, help="Torch device, e.g. cpu or cuda:0.")
+@click.option("--weights", default="default", show_default=True,
+              help="Weights of the timed models: 'default' (random, or the embedded models' own), 'random', "
+                   "a pretrained name or a checkpoint file.")
+@click.option("--verifier", "verifier_choice", type=click.Choice(["self", "preset", "none"]), default="self",
+              show_default=True,
+              help="R_feat network: the model itself when it has BatchNorm3d layers (as the authors' code), else the "
+                   "preset's; 'preset' always the preset's; 'none' drops R_feat.")
+@click.option("--format", "output_format", type=click.Choice(["md", "csv", "json"]), default="md", show_default=True)
+@click.option("--out", default=None, type=click.Path(), help="Also write the table to this file.")
+def bench(**options: object) -> None:
+    """Time forward, backprop and whole steps of the synthesis loop (the paper's Table 4), per backend.
+
+    Backends: reference (like the authors' code: eager, weight gradients on, hooks, the verifier as a second
+    pass, float16 autocast on CUDA), eager (the lean step), compiled (lean + torch.compile), fused (compiled
+    + Triton loss kernels). `--format json` prints one object per row with model, resolution, batch, backend,
+    dtype, forward_ms, backward_ms, step_ms and peak_mem_mb (medians).
+    """
+    from leaps_engine.cli_bench import run_bench
+    from leaps_engine.cli_synthesize import check_device
+    from leaps_engine.engine.latency import BENCH_BACKENDS, TABLE4_SIZES
+
+    with _user_errors():
+        options["models"] = options["models"] or (EMBEDDED_MODEL,)
+        options["sizes"] = [_parse_size(size) for size in options["sizes"]] or list(TABLE4_SIZES)
+        options["backends"] = options["backends"] or BENCH_BACKENDS
+        options["device"] = check_device(options["device"])
+        run_bench(**options)
 
 
 @main.command()

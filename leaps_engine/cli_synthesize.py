@@ -30,9 +30,10 @@ import click
 import torch
 from tqdm import tqdm
 
-from leaps_engine.config import SynthesisConfig, preset_for
+from leaps_engine.config import Acceleration, SynthesisConfig, preset_for
 from leaps_engine.engine import video_io
 from leaps_engine.engine.adapters import VideoAdapter, create_adapter, get_adapter_entry
+from leaps_engine.engine.step import check_acceleration, resolve_dtype
 from leaps_engine.engine.synthesis import StepState, SynthesisResult, Target, resolve_class, synthesize
 from leaps_engine.errors import LeapsError
 
@@ -45,10 +46,14 @@ def run_synthesis(
     steps: int | None, size: tuple[int, int, int] | None, seed: int, device: str, out_dir: str,
     lambda_first: float | None, lambda_last: float | None, r: float | None, distance: str | None,
     priming_layers: float | None, verifier_name: str | None, verifier_weights: str | None,
-    snapshots: list[int], fps: int,
+    snapshots: list[int], fps: int, dtype: str, channels_last: bool, compile_step: bool, cuda_graphs: bool,
+    kernels: str,
 ) -> None:
     """Run ``leaps-engine synthesize`` with the parsed options (see ``leaps-engine synthesize --help``)."""
-    torch_device = _check_device(device)
+    torch_device = check_device(device)
+    acceleration = Acceleration(dtype=dtype, channels_last=channels_last, compile=compile_step or cuda_graphs,
+                                cuda_graphs=cuda_graphs, kernels=kernels)
+    check_acceleration(acceleration, torch_device)
     config = SynthesisConfig.from_preset(
         model_name, steps=steps, size=size, seed=seed, lambda_first=lambda_first, lambda_last=lambda_last,
         r=r, distance=distance, priming_layers=priming_layers,
@@ -61,19 +66,19 @@ def run_synthesis(
     created = not out.exists()
     _prepare_out_dir(out)
     try:
-        _run_and_write(model_name, weights, targets, stimulus_labels, config, verifier_name, verifier_weights,
-                       torch_device, out, snapshots, fps)
+        _run_and_write(model_name, weights, targets, stimulus_labels, config, acceleration, verifier_name,
+                       verifier_weights, torch_device, out, snapshots, fps)
     except BaseException:
         if created and out.is_dir() and not any(out.iterdir()):
             out.rmdir()  # leave nothing behind for a run that failed before writing anything
         raise
 
 
-def _run_and_write(model_name, weights, targets, stimulus_labels, config, verifier_name, verifier_weights,
-                   torch_device, out, snapshots, fps) -> None:
+def _run_and_write(model_name, weights, targets, stimulus_labels, config, acceleration, verifier_name,
+                   verifier_weights, torch_device, out, snapshots, fps) -> None:
     entry = get_adapter_entry(model_name)
     model = create_adapter(model_name, weights=weights, device=torch_device)
-    verifier, verifier_weights = _verifier(model_name, weights, verifier_name, verifier_weights, torch_device)
+    verifier, verifier_weights = _verifier(model, weights, verifier_name, verifier_weights, torch_device)
     names = model.spec.class_names
     clip_dirs = [out / f"clip_{i:02d}_{_slug(names[t.label])}" for i, t in enumerate(targets)]
     frames, height, width = config.size
@@ -85,21 +90,22 @@ def _run_and_write(model_name, weights, targets, stimulus_labels, config, verifi
     snapshot_writer = _SnapshotWriter(snapshots, clip_dirs, fps)
     started = time.perf_counter()
     try:
-        result = synthesize(model, targets, verifier=verifier, config=config, callbacks=[progress, snapshot_writer])
+        result = synthesize(model, targets, verifier=verifier, config=config, callbacks=[progress, snapshot_writer],
+                            acceleration=acceleration)
     finally:
         progress.close()
     seconds = time.perf_counter() - started
 
     clips = [_write_clip(result, i, clip_dirs[i], out, fps, stimulus_labels[i], snapshot_writer.paths[i])
              for i in range(len(targets))]
-    summary = _summary(model, weights or entry.pretrained, verifier, verifier_weights, config, result, clips,
-                       seconds, torch_device)
+    summary = _summary(model, weights or entry.pretrained, verifier, verifier_weights, config, acceleration, result,
+                       clips, seconds, torch_device)
     with video_io.atomic_path(out / RESULT_FILE) as tmp:
         Path(tmp).write_text(json.dumps(summary, indent=2))
-    _print_report(clips, seconds, out)
+    _print_report(clips, seconds, result.timing, out)
 
 
-def _check_device(device: str) -> torch.device:
+def check_device(device: str) -> torch.device:
     try:
         torch_device = torch.device(device)
     except RuntimeError:
@@ -143,16 +149,20 @@ def _targets(
 
 
 def _verifier(
-    model_name: str, model_weights: str | None, verifier_name: str | None, verifier_weights: str | None,
+    model: VideoAdapter, model_weights: str | None, verifier_name: str | None, verifier_weights: str | None,
     device: torch.device,
 ) -> tuple[VideoAdapter | None, str | None]:
-    """The verifier: the preset's unless named; 'none' disables R_feat."""
-    name = verifier_name or preset_for(model_name).verifier
+    """The verifier: the preset's unless named; 'none' disables R_feat. The model itself (same name and
+    weights) is reused, so one forward pass serves both."""
+    name = verifier_name or preset_for(model.name).verifier
     if name is None or name.lower() == "none":
         return None, None
     entry = get_adapter_entry(name)
     if verifier_weights is None:
         verifier_weights = "random" if model_weights == "random" else entry.pretrained
+    model_weights = model_weights or get_adapter_entry(model.name).pretrained
+    if name == model.name and verifier_weights == model_weights and model_weights != "random":
+        return model, verifier_weights
     return create_adapter(name, weights=verifier_weights, device=device), verifier_weights
 
 
@@ -234,12 +244,15 @@ def _write_clip(result: SynthesisResult, index: int, clip_dir: Path, out: Path, 
 
 
 def _summary(model: VideoAdapter, model_weights: str, verifier: VideoAdapter | None, verifier_weights: str | None,
-             config: SynthesisConfig, result: SynthesisResult, clips: list[dict], seconds: float,
-             device: torch.device) -> dict:
+             config: SynthesisConfig, acceleration: Acceleration, result: SynthesisResult, clips: list[dict],
+             seconds: float, device: torch.device) -> dict:
     return {
         "model": {"name": model.name, "weights": model_weights},
         "verifier": None if verifier is None else {"name": verifier.name, "weights": verifier_weights},
         "config": {**asdict(config), "size": list(config.size), "betas": list(config.betas)},
+        "acceleration": {**asdict(acceleration), "dtype": str(resolve_dtype(acceleration, device)).removeprefix("torch."),
+                         "kernels_selected": result.kernels},
+        "timing": {key: round(value, 4) for key, value in result.timing.items()},
         "priming_taps": result.taps,
         "coherence_tap": result.coherence_tap,
         "device": str(device),
@@ -259,8 +272,9 @@ def _versions() -> dict[str, str]:
     return versions
 
 
-def _print_report(clips: list[dict], seconds: float, out: Path) -> None:
-    click.echo(f"synthesis took {seconds:.1f} s")
+def _print_report(clips: list[dict], seconds: float, timing: dict[str, float], out: Path) -> None:
+    rate = f", then {timing['steps_per_s']:.1f} steps/s" if "steps_per_s" in timing else ""
+    click.echo(f"synthesis took {seconds:.1f} s (first step, with any compilation, {timing['first_step_s']:.1f} s{rate})")
     for clip in clips:
         verifier = ""
         if clip["verifier_top1"] is not None:

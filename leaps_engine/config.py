@@ -13,6 +13,8 @@ from leaps_engine.errors import LeapsError
 from leaps_engine.kernels.priming import PRIMING_DISTANCES
 
 BN_STATS_MODES = ("video", "batch")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+KERNEL_BACKENDS = ("auto", "triton", "compile", "eager")
 
 
 @dataclass(frozen=True)
@@ -161,3 +163,31 @@ class SynthesisConfig:
 def preset_for(model_name: str) -> Preset:
     """The preset of ``model_name`` (the generic default for models without one)."""
     return PRESETS.get(model_name, DEFAULT_PRESET)
+
+
+@dataclass(frozen=True)
+class Acceleration:
+    """How the synthesis step runs; none of these settings changes the method, only its speed.
+
+    Attributes:
+        dtype: autocast precision of the networks, ``auto`` (bfloat16 on CUDA, float32 on the CPU),
+            ``float32``, ``bfloat16`` or ``float16`` (with loss scaling). The losses are always float32.
+        channels_last: run the networks on channels-last (NDHWC) tensors.
+        compile: ``torch.compile`` the whole objective (forward, losses, backward), one graph per shape.
+        cuda_graphs: also capture the compiled step in CUDA graphs (CUDA only; implies ``compile``).
+        kernels: implementation of the JVS priming and BN-statistics losses: ``auto`` (Triton on CUDA,
+            else the compiled reference, else eager), ``triton``, ``compile`` or ``eager``.
+    """
+
+    dtype: str = "auto"
+    channels_last: bool = False
+    compile: bool = False
+    cuda_graphs: bool = False
+    kernels: str = "auto"
+
+    def validate(self) -> None:
+        """Raise :class:`LeapsError` naming the first setting that cannot work."""
+        if self.dtype not in DTYPES:
+            raise LeapsError(f"unknown dtype {self.dtype!r}; expected one of {', '.join(DTYPES)}")
+        if self.kernels not in KERNEL_BACKENDS:
+            raise LeapsError(f"unknown kernels {self.kernels!r}; expected one of {', '.join(KERNEL_BACKENDS)}")

@@ -19,8 +19,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from leaps_engine.kernels.bn_stats import bn_statistics_loss_ref
-from leaps_engine.kernels.priming import tap_priming_loss_ref
+from leaps_engine.kernels.registry import EAGER_KERNELS, LossKernels
 
 
 def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -46,6 +45,7 @@ def priming_loss(
     stimulus_means: Sequence[torch.Tensor],
     weights: Sequence[float],
     distance: str = "jvs",
+    kernels: LossKernels | None = None,
 ) -> torch.Tensor:
     """Weighted mean over taps of the priming distance, ``[B]``.
 
@@ -54,10 +54,12 @@ def priming_loss(
         stimulus_means: the stimulus embeddings at the same taps, each ``[B, C]``.
         weights: ``lambda_l`` per tap.
         distance: ``jvs``, ``cos``, ``l1`` or ``l2`` (see :mod:`leaps_engine.kernels.priming`).
+        kernels: the loss implementations (default: the eager reference).
     """
+    kernels = kernels or EAGER_KERNELS
     total = taps[0].new_zeros(taps[0].shape[0], dtype=torch.float32)
     for tap, target, weight in zip(taps, stimulus_means, weights, strict=True):
-        total = total + weight * tap_priming_loss_ref(tap, target, distance)
+        total = total + kernels.tap_priming(tap, target, weight, distance)
     return total / len(taps)
 
 
@@ -85,16 +87,20 @@ def temporal_coherence(tap: torch.Tensor, margin: float = 1.0) -> torch.Tensor:
     return pair_loss.mean(dim=1)
 
 
-def feature_statistics_loss(bn_inputs: Sequence[tuple[nn.Module, torch.Tensor]], per_video: bool = True) -> torch.Tensor:
+def feature_statistics_loss(
+    bn_inputs: Sequence[tuple[nn.Module, torch.Tensor]], per_video: bool = True, kernels: LossKernels | None = None
+) -> torch.Tensor:
     """Sum over the verifier's BatchNorm layers of the statistics distance, ``[B]`` (Eq. 3).
 
     Args:
         bn_inputs: ``(BatchNorm3d module, its input [B, C, T, H, W])`` for every BatchNorm call.
         per_video: statistics per video (default) or over the whole batch (DeepInversion).
+        kernels: the loss implementations (default: the eager reference).
     """
+    kernels = kernels or EAGER_KERNELS
     total = None
     for module, activation in bn_inputs:
-        term = bn_statistics_loss_ref(activation, module.running_mean, module.running_var, per_video)
+        term = kernels.bn_statistics(activation, module.running_mean, module.running_var, per_video)
         total = term if total is None else total + term
     if total is None:
         raise ValueError("the verifier ran no BatchNorm layer")

@@ -16,6 +16,7 @@ the optimiser steps the *sum* of the per-video losses, whose gradient for each v
 from __future__ import annotations
 
 import os
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -23,9 +24,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from leaps_engine.config import SynthesisConfig
-from leaps_engine.engine import objectives
-from leaps_engine.engine.adapters.base import VideoAdapter, record_inputs
+from leaps_engine.config import Acceleration, SynthesisConfig
+from leaps_engine.engine.adapters.base import VideoAdapter
+from leaps_engine.engine.step import LeapsObjective, check_acceleration, priming_taps, resolve_dtype, to_verifier_space
 from leaps_engine.engine.stimulus import load_stimulus
 from leaps_engine.errors import LeapsError, close_names
 
@@ -101,6 +102,8 @@ class SynthesisResult:
     config: SynthesisConfig
     taps: list[str]
     coherence_tap: str
+    timing: dict[str, float] = field(default_factory=dict)
+    kernels: str = "eager"
 
 
 Callback = Callable[[StepState], None]
@@ -126,53 +129,72 @@ def synthesize(
     verifier: VideoAdapter | None = None,
     config: SynthesisConfig | None = None,
     callbacks: Sequence[Callback] = (),
+    acceleration: Acceleration | None = None,
 ) -> SynthesisResult:
     """Synthesize one video per target by inverting ``model`` (LEAPS, paper Eq. 4).
 
     Args:
         model: the frozen classifier to invert.
         targets: the (class, stimulus) pairs, synthesized together as one batch.
-        verifier: the network whose BatchNorm statistics regularise x* (R_feat); ``None`` drops R_feat.
-        config: settings (default: the model's preset).
+        verifier: the network whose BatchNorm statistics regularise x* (R_feat); ``None`` drops R_feat;
+            ``model`` itself shares the model's forward pass.
+        config: the method's settings (default: the model's preset).
         callbacks: called with a :class:`StepState` after every step.
+        acceleration: dtype, channels-last, compile and kernel choices (default: :class:`Acceleration`).
     """
     config = config or SynthesisConfig.from_preset(model.name)
     config.validate()
+    acceleration = acceleration or Acceleration()
     if not targets:
         raise LeapsError("nothing to synthesize: no targets given")
     device = _device_of(model)
+    check_acceleration(acceleration, device)
 
     class_indices = [resolve_class(t.label, model.spec.class_names, model.name) for t in targets]
     stimulus_pixels = [[load_stimulus(s, model.spec) for s in _as_list(t.stimulus)] for t in targets]
-    objective = LeapsObjective(model, verifier, config, stimulus_pixels, class_indices)
+    stimulus_means = _stimulus_means(model, stimulus_pixels, priming_taps(model, config), device)
+    target_tensor = torch.tensor(class_indices, device=device)
 
     seeds = [config.seed + i if t.seed is None else t.seed for i, t in enumerate(targets)]
     video = _initial_video(seeds, config.size, device).requires_grad_(True)  # [B, 3, T, H, W]
     low, high = (bound.to(device) for bound in model.spec.pixel_bounds())
-    optimizer = torch.optim.Adam([video], lr=config.lr, betas=config.betas)
+    optimizer = torch.optim.Adam([video], lr=config.lr, betas=config.betas, fused=device.type == "cuda")
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.steps, eta_min=0.0)
+    scaler = torch.amp.GradScaler(device.type, enabled=resolve_dtype(acceleration, device) == torch.float16)
     augment_generators = [torch.Generator().manual_seed(seed) for seed in seeds]
     history = {term: [] for term in (*LOSS_TERMS, "target_prob")}
+    timing = {}
 
-    for step in range(1, config.steps + 1):
-        logits, losses = objective(_augment(video, config, augment_generators))
-        if step == 1 and objective.coherence_frames < 2 and config.r > 0:
-            warnings.warn(
-                f"{model.name}'s coherence tap {model.taps[-1]} has {objective.coherence_frames} frame(s) at "
-                f"{'x'.join(map(str, config.size))}: R_coh is 0 for this run", CoherenceWarning, stacklevel=2)
-        optimizer.zero_grad(set_to_none=True)
-        losses["total"].sum().backward()
-        optimizer.step()
-        schedule.step()
-        with torch.no_grad():
-            video.clamp_(low, high)
-        target_probs = logits.detach().float().softmax(-1).gather(1, objective.targets[:, None])[:, 0]
-        detached = {term: value.detach() for term, value in losses.items()}
-        for term, value in (*detached.items(), ("target_prob", target_probs)):
-            history[term].append(value)  # kept on the device: no host sync per step
-        state = StepState(step, config.steps, detached, target_probs, video, model.spec.denormalize)
-        for callback in callbacks:
-            callback(state)
+    with LeapsObjective(model, verifier, config, stimulus_means, target_tensor, acceleration) as objective:
+        started = time.perf_counter()
+        for step in range(1, config.steps + 1):
+            if acceleration.cuda_graphs:
+                torch.compiler.cudagraph_mark_step_begin()
+            logits, losses = objective(_augment(video, config, augment_generators))
+            if step == 1 and objective.coherence_frames < 2 and config.r > 0:
+                warnings.warn(
+                    f"{model.name}'s coherence tap {model.taps[-1]} has {objective.coherence_frames} frame(s) at "
+                    f"{'x'.join(map(str, config.size))}: R_coh is 0 for this run", CoherenceWarning, stacklevel=2)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(losses["total"].sum()).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            schedule.step()
+            with torch.no_grad():
+                video.clamp_(low, high)
+            target_probs = logits.detach().float().softmax(-1).gather(1, target_tensor[:, None])[:, 0]
+            detached = {term: value.detach().clone() for term, value in losses.items()}  # clone: graph-owned buffers
+            for term, value in (*detached.items(), ("target_prob", target_probs)):
+                history[term].append(value)  # kept on the device: no host sync per step
+            if step == 1:
+                timing["first_step_s"] = _elapsed(started, device)
+                started = time.perf_counter()
+            state = StepState(step, config.steps, detached, target_probs, video, model.spec.denormalize)
+            for callback in callbacks:
+                callback(state)
+        if config.steps > 1:
+            timing["steps_per_s"] = (config.steps - 1) / _elapsed(started, device)
+        kernels = objective.kernels.backend
 
     final = video.detach()
     return SynthesisResult(
@@ -184,61 +206,9 @@ def synthesize(
         config=config,
         taps=objective.priming_taps,
         coherence_tap=model.taps[-1],
+        timing=timing,
+        kernels=kernels,
     )
-
-
-class LeapsObjective:
-    """The LEAPS objective for one batch of targets: x* ``[B, 3, T, H, W]`` -> logits and every term ``[B]``.
-
-    Built once per run: it holds the stimulus embeddings, the priming taps and weights, and the
-    verifier's BatchNorm layers. ``R_feat`` is skipped when there is no verifier or ``r == 0``.
-    """
-
-    def __init__(
-        self,
-        model: VideoAdapter,
-        verifier: VideoAdapter | None,
-        config: SynthesisConfig,
-        stimulus_pixels: list[list[torch.Tensor]],
-        class_indices: Sequence[int],
-    ):
-        device = _device_of(model)
-        self.model = model
-        self.verifier = verifier
-        self.config = config
-        num_priming = objectives.priming_tap_count(len(model.taps), config.priming_layers)
-        self.priming_taps = list(model.taps[:num_priming])
-        self.weights = objectives.priming_weights(len(model.taps), config.lambda_first, config.lambda_last)[:num_priming]
-        self.taps_needed = list(dict.fromkeys([*self.priming_taps, model.taps[-1]]))
-        self.stimulus_means = _stimulus_means(model, stimulus_pixels, self.priming_taps, device)  # tap -> [B, C]
-        self.bn_layers = _verifier_bn_layers(verifier) if verifier is not None and config.r > 0 else []
-        self.targets = torch.tensor(list(class_indices), device=device)
-        self.coherence_frames = 0
-
-    def __call__(self, video: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        logits, tap_values = self.model.forward_with_taps(video, self.taps_needed)
-        by_name = dict(zip(self.taps_needed, tap_values, strict=True))
-        coherence_tap = by_name[self.model.taps[-1]]
-        self.coherence_frames = coherence_tap.shape[2]
-        ce = objectives.cross_entropy(logits, self.targets)
-        priming = objectives.priming_loss(
-            [by_name[t] for t in self.priming_taps], self.stimulus_means, self.weights, self.config.distance
-        )
-        coherence = objectives.temporal_coherence(coherence_tap, self.config.coherence_margin)
-        feature = self._feature_statistics(video) if self.bn_layers else torch.zeros_like(ce)
-        total = ce + priming + self.config.r * (coherence + feature)
-        return logits, {"total": total, "ce": ce, "priming": priming, "coherence": coherence, "feature": feature}
-
-    def _feature_statistics(self, video: torch.Tensor) -> torch.Tensor:
-        """R_feat ``[B]``: x* re-normalised to the verifier's spec, statistics of its BatchNorm inputs."""
-        with record_inputs(self.bn_layers) as bn_inputs:
-            self.verifier(to_verifier_space(self.model, self.verifier, video))
-        return objectives.feature_statistics_loss(bn_inputs, per_video=self.config.bn_stats == "video")
-
-
-def to_verifier_space(model: VideoAdapter, verifier: VideoAdapter, video: torch.Tensor) -> torch.Tensor:
-    """A video ``[B, 3, T, H, W]`` in the model's normalised space, re-normalised for the verifier."""
-    return verifier.spec.normalize(model.spec.denormalize(video))
 
 
 @torch.no_grad()
@@ -306,11 +276,11 @@ def _augment(video: torch.Tensor, config: SynthesisConfig, generators: list[torc
     return torch.stack(shifted)
 
 
-def _verifier_bn_layers(verifier: VideoAdapter) -> list[nn.Module]:
-    layers = [m for m in verifier.model.modules() if isinstance(m, nn.BatchNorm3d) and m.running_mean is not None]
-    if not layers:
-        raise LeapsError(f"verifier {verifier.name} has no BatchNorm3d layer with running statistics; R_feat needs one")
-    return layers
+def _elapsed(started: float, device: torch.device) -> float:
+    """Seconds since ``started``, after the device has finished its queued work."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - started
 
 
 def _device_of(model: nn.Module) -> torch.device:

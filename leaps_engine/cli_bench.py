@@ -1,0 +1,181 @@
+"""The ``leaps-engine bench`` job: latency of the synthesis step per model, resolution and backend.
+
+Part of the CLI (with :mod:`leaps_engine.cli`). The measurement itself is
+:func:`leaps_engine.engine.latency.measure_latency`; this module builds the models, runs the grid with
+a progress bar, and prints a table shaped like the paper's Table 4 (Markdown), CSV or JSON.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import platform
+import shlex
+import sys
+from dataclasses import asdict, fields
+from importlib import metadata
+from pathlib import Path
+
+import click
+import torch
+from tqdm import tqdm
+
+from leaps_engine.config import Acceleration, preset_for
+from leaps_engine.engine import video_io
+from leaps_engine.engine.adapters import VideoAdapter, create_adapter, get_adapter_entry
+from leaps_engine.engine.latency import BenchRow, backend_problem, measure_latency
+from leaps_engine.engine.step import resolve_dtype
+from leaps_engine.errors import LeapsError
+
+def run_bench(
+    *, models: tuple[str, ...], sizes: list[tuple[int, int, int]], backends: tuple[str, ...], batch: int,
+    iters: int, warmup: int, dtype: str, device: torch.device, weights: str, verifier_choice: str,
+    output_format: str, out: str | None,
+) -> None:
+    """Run ``leaps-engine bench`` with parsed options (see ``leaps-engine bench --help``)."""
+    if batch < 1 or iters < 1 or warmup < 0:
+        raise LeapsError(f"--batch and --iters must be >= 1 and --warmup >= 0, got {batch}, {iters}, {warmup}")
+    for name in models:  # unknown names and impossible sizes fail before any work
+        for size in sizes:
+            _check_size(name, size)
+    lean_dtype = str(resolve_dtype(Acceleration(dtype=dtype), device)).removeprefix("torch.")
+    measured = [b for b in backends if backend_problem(b, device) is None]
+    progress = tqdm(total=len(models) * len(sizes) * len(measured) * (warmup + iters), desc="benchmarking",
+                    unit="iter", dynamic_ncols=True, file=sys.stderr)
+    rows = []
+    try:
+        for name in models:
+            model = create_adapter(name, weights=_weights_for(name, weights), device=device)
+            verifier = _verifier(model, verifier_choice, device)
+            for size in sizes:
+                for backend in backends:
+                    progress.set_postfix(model=name, size="x".join(map(str, size)), backend=backend)
+                    row = measure_latency(model, verifier, size, batch, backend, lean_dtype, iters, warmup,
+                                          on_iteration=lambda: progress.update(1))
+                    rows.append(_BenchLine(row, _model_input(model, size), verifier))
+    finally:
+        progress.close()
+    text = _render(rows, output_format, _header(device, lean_dtype, batch, iters, warmup))
+    if out:
+        with video_io.atomic_path(Path(out)) as tmp:
+            Path(tmp).write_text(text)
+        click.echo(f"wrote {out}", err=True)
+    click.echo(text, nl=False)
+
+
+class _BenchLine:
+    """A measured row with what the table adds: the model's own input size and the verifier's name."""
+
+    def __init__(self, row: BenchRow, model_input: str, verifier: VideoAdapter | None):
+        self.row = row
+        self.model_input = model_input
+        self.verifier = "none" if verifier is None else ("self" if verifier.name == row.model else verifier.name)
+
+    def as_dict(self) -> dict:
+        return {**asdict(self.row), "model_input": self.model_input, "verifier": self.verifier}
+
+
+def _weights_for(name: str, weights: str) -> str:
+    """Latency does not depend on weight values: random weights unless the model ships its own."""
+    entry = get_adapter_entry(name)
+    return entry.pretrained if weights == "default" and entry.family == "embedded" else (
+        "random" if weights == "default" else weights)
+
+
+def _verifier(model: VideoAdapter, choice: str, device: torch.device) -> VideoAdapter | None:
+    """``self`` (the model, when it has BatchNorm3d layers, as the authors' code runs it; otherwise the
+    preset's verifier), ``preset`` or ``none``."""
+    if choice == "none":
+        return None
+    has_batchnorm = any(isinstance(m, torch.nn.BatchNorm3d) for m in model.modules())
+    if choice == "self" and has_batchnorm:
+        return model
+    name = preset_for(model.name).verifier
+    if name is None:
+        return None
+    return create_adapter(name, weights=_weights_for(name, "default"), device=device)
+
+
+def _check_size(name: str, size: tuple[int, int, int]) -> None:
+    spec = get_adapter_entry(name).spec
+    frames, height, width = size
+    if min(size) < 1:
+        raise LeapsError(f"--size must be three positive integers, got {frames}x{height}x{width}")
+    if not spec.fixed_size and min(height, width) < spec.min_size:
+        raise LeapsError(f"--size {frames}x{height}x{width} is below {name}'s minimum side of {spec.min_size}")
+
+
+def _model_input(model: VideoAdapter, size: tuple[int, int, int]) -> str:
+    return "x".join(map(str, model.spec.model_size(*size)))
+
+
+def _header(device: torch.device, dtype: str, batch: int, iters: int, warmup: int) -> list[str]:
+    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
+    versions = ", ".join(f"{p} {_version(p)}" for p in ("torch", "triton", "leaps-engine"))
+    return [
+        f"device: {device} ({device_name}); dtype of the lean backends: {dtype} (reference: "
+        f"{'float16' if device.type == 'cuda' else 'float32'}); batch {batch}; {iters} timed iterations after "
+        f"{warmup} warm-up",
+        f"versions: {versions}; python {platform.python_version()}",
+        "command: " + shlex.join(["leaps-engine", *sys.argv[1:]]),
+    ]
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()}, {torch.get_num_threads()} threads"
+    except OSError:
+        pass
+    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _render(lines: list[_BenchLine], output_format: str, header: list[str]) -> str:
+    if output_format == "json":
+        return json.dumps([line.as_dict() for line in lines], indent=2) + "\n"
+    if output_format == "csv":
+        buffer = io.StringIO()
+        names = [f.name for f in fields(BenchRow)] + ["model_input", "verifier"]
+        writer = csv.DictWriter(buffer, fieldnames=names, lineterminator="\n")
+        writer.writeheader()
+        for line in lines:
+            writer.writerow(line.as_dict())
+        return buffer.getvalue()
+    return _markdown(lines, header)
+
+
+def _markdown(lines: list[_BenchLine], header: list[str]) -> str:
+    """Table 4 layout: per model and resolution, forward and backprop latency per backend."""
+    reference = {(ln.row.model, ln.row.resolution): ln.row.step_ms for ln in lines
+                 if ln.row.backend == "reference" and ln.row.step_ms}
+    out = [f"> {text}  " for text in header]
+    out += ["", "| model | x* size (model input) | verifier | backend | dtype | forward ms | backprop ms | "
+                "step ms (p10-p90) | it/s | peak MB | warm-up s | speed-up |",
+            "|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for line in lines:
+        row = line.row
+        size = f"{row.resolution} ({line.model_input})"
+        if row.skipped:
+            out.append(f"| {row.model} | {size} | {line.verifier} | {row.backend} | {row.dtype} | "
+                       f"skipped: {row.skipped} | | | | | | |")
+            continue
+        base = reference.get((row.model, row.resolution))
+        speedup = f"{base / row.step_ms:.2f}x" if base else "-"
+        memory = "-" if row.peak_mem_mb is None else f"{row.peak_mem_mb:.0f}"
+        out.append(f"| {row.model} | {size} | {line.verifier} | {row.backend} | {row.dtype} | {row.forward_ms:.1f} | "
+                   f"{row.backward_ms:.1f} | {row.step_ms:.1f} ({row.step_p10_ms:.1f}-{row.step_p90_ms:.1f}) | "
+                   f"{row.iters_per_s:.2f} | {memory} | {row.warmup_s:.1f} | {speedup} |")
+    out.append("")
+    out.append("forward: x* to every loss term; backprop: the input gradient; step: forward + backprop + Adam "
+               "update; medians. Peak memory: CUDA peak allocated, or on the CPU the peak growth of resident "
+               "memory over two extra iterations. Speed-up: reference step time / this step time.")
+    return "\n".join(out) + "\n"

@@ -1,0 +1,277 @@
+"""Forward and backprop latency of one synthesis step (paper Table 4), per backend.
+
+Backends:
+
+* ``reference``: behaves like the authors' released loop: eager, weight gradients on, taps through
+  forward hooks installed on every call, the verifier run as a second forward pass (even when it is
+  the inverted model itself), float16 autocast with loss scaling on CUDA, float32 on the CPU;
+* ``eager``: the lean step of :mod:`leaps_engine.engine.step` (frozen weights, one pass when the model
+  is its own verifier, the chosen dtype);
+* ``compiled``: the lean step under ``torch.compile`` (the losses compiled with it);
+* ``fused``: the compiled lean step with the Triton loss kernels (CUDA only).
+
+One iteration is forward (x* -> every loss term), backward (input gradient), and the Adam update with
+the pixel clamp. Each phase is timed between device synchronisations; warm-up (and compilation) is
+timed separately and never mixed into the figures; peak memory is taken over two more iterations.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from leaps_engine.config import Acceleration, SynthesisConfig
+from leaps_engine.engine import objectives
+from leaps_engine.engine.adapters.base import VideoAdapter, record_inputs
+from leaps_engine.engine.step import LeapsObjective, priming_taps, to_verifier_space, verifier_bn_layers
+from leaps_engine.errors import LeapsError
+
+BENCH_BACKENDS = ("reference", "eager", "compiled", "fused")
+TABLE4_SIZES = ((8, 182, 182), (8, 224, 224), (16, 224, 224))
+MEMORY_ITERATIONS = 2  # untimed iterations after the timed ones, over which peak memory is measured
+
+
+@dataclass
+class BenchRow:
+    """Latency of one (model, resolution, batch, backend, dtype); times in milliseconds per iteration."""
+
+    model: str
+    resolution: str  # "TxHxW"
+    batch: int
+    backend: str
+    dtype: str
+    device: str
+    forward_ms: float | None = None  # medians over the timed iterations
+    backward_ms: float | None = None
+    step_ms: float | None = None
+    forward_p10_ms: float | None = None
+    forward_p90_ms: float | None = None
+    backward_p10_ms: float | None = None
+    backward_p90_ms: float | None = None
+    step_p10_ms: float | None = None
+    step_p90_ms: float | None = None
+    iters_per_s: float | None = None
+    peak_mem_mb: float | None = None  # CUDA: peak allocated; CPU: peak growth of resident memory
+    warmup_s: float | None = None  # warm-up iterations, compilation included
+    iters: int = 0
+    skipped: str | None = None  # why the row was not measured
+
+
+def backend_problem(backend: str, device: torch.device) -> str | None:
+    """Why ``backend`` cannot run on ``device``, or ``None``."""
+    if backend not in BENCH_BACKENDS:
+        raise LeapsError(f"unknown backend {backend!r}; expected one of {', '.join(BENCH_BACKENDS)}")
+    if backend == "fused" and device.type != "cuda":
+        return "the Triton kernels need CUDA"
+    return None
+
+
+def measure_latency(
+    model: VideoAdapter,
+    verifier: VideoAdapter | None,
+    size: tuple[int, int, int],
+    batch: int,
+    backend: str,
+    dtype: str,
+    iters: int,
+    warmup: int,
+    on_iteration: Callable[[], None] | None = None,
+) -> BenchRow:
+    """Time ``iters`` synthesis steps of ``batch`` videos of ``size`` after ``warmup`` untimed ones.
+
+    ``verifier`` may be ``model`` itself (the lean backends then run one forward pass for both).
+    ``dtype`` (``float32``, ``bfloat16``, ``float16``) applies to the lean backends; ``reference`` uses
+    its own (float16 on CUDA, float32 on the CPU).
+    """
+    device = next(model.parameters()).device
+    step_dtype = ("float16" if device.type == "cuda" else "float32") if backend == "reference" else dtype
+    row = BenchRow(model.name, "x".join(map(str, size)), batch, backend, step_dtype, str(device))
+    problem = backend_problem(backend, device)
+    if problem:
+        row.skipped = problem
+        return row
+    config = SynthesisConfig.from_preset(model.name, size=size, steps=max(1, iters + warmup))
+    video, targets, stimulus_means = _inputs(model, config, batch, device)
+    with _step_for(backend, model, verifier, config, stimulus_means, targets, step_dtype) as step:
+        optimizer = torch.optim.Adam([video], lr=config.lr, betas=config.betas, fused=device.type == "cuda")
+        scaler = torch.amp.GradScaler(device.type, enabled=step_dtype == "float16")
+        low, high = (bound.to(device) for bound in model.spec.pixel_bounds())
+
+        started = time.perf_counter()
+        for _ in range(warmup):
+            _timed_iteration(step, video, optimizer, scaler, low, high, device)
+            if on_iteration:
+                on_iteration()
+        row.warmup_s = round(_synchronized(device, started), 3)
+
+        timings = []
+        for _ in range(iters):
+            timings.append(_timed_iteration(step, video, optimizer, scaler, low, high, device))
+            if on_iteration:
+                on_iteration()
+        memory = _PeakMemory(device)  # separate iterations: the CPU sampler thread would disturb the timing
+        with memory:
+            for _ in range(MEMORY_ITERATIONS):
+                _timed_iteration(step, video, optimizer, scaler, low, high, device)
+    _fill_statistics(row, timings)
+    row.peak_mem_mb = memory.peak_mb
+    return row
+
+
+def _inputs(model: VideoAdapter, config: SynthesisConfig, batch: int, device: torch.device):
+    """x* noise ``[B, 3, T, H, W]``, targets ``[B]`` and stimulus embeddings from a noise stimulus."""
+    generator = torch.Generator().manual_seed(0)
+    video = torch.randn((batch, 3, *config.size), generator=generator).to(device).requires_grad_(True)
+    targets = torch.arange(batch, device=device) % model.spec.num_classes
+    stimulus = model.spec.normalize(torch.rand((1, 3, *config.size), generator=generator).to(device))
+    with torch.no_grad():
+        _, taps = model.forward_with_taps(stimulus, priming_taps(model, config))
+    stimulus_means = [tap.float().mean(dim=(2, 3)).expand(batch, -1) for tap in taps]
+    return video, targets, stimulus_means
+
+
+def _step_for(backend, model, verifier, config, stimulus_means, targets, dtype):
+    if backend == "reference":
+        return ReferenceStep(model, verifier, config, stimulus_means, targets)
+    acceleration = Acceleration(
+        dtype=dtype, compile=backend in ("compiled", "fused"), kernels="triton" if backend == "fused" else "eager")
+    return LeapsObjective(model, verifier, config, stimulus_means, targets, acceleration)
+
+
+def _timed_iteration(step, video, optimizer, scaler, low, high, device) -> tuple[float, float, float]:
+    """One step; returns (forward, backward, whole step) in milliseconds."""
+    _sync(device)
+    start = time.perf_counter()
+    _, losses = step(video)
+    _sync(device)
+    forward_end = time.perf_counter()
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(losses["total"].sum()).backward()
+    _sync(device)
+    backward_end = time.perf_counter()
+    scaler.step(optimizer)
+    scaler.update()
+    with torch.no_grad():
+        video.clamp_(low, high)
+    _sync(device)
+    end = time.perf_counter()
+    return (forward_end - start) * 1e3, (backward_end - forward_end) * 1e3, (end - start) * 1e3
+
+
+def _fill_statistics(row: BenchRow, timings: list[tuple[float, float, float]]) -> None:
+    row.iters = len(timings)
+    for index, phase in enumerate(("forward", "backward", "step")):
+        values = sorted(t[index] for t in timings)
+        setattr(row, f"{phase}_ms", round(statistics.median(values), 3))
+        setattr(row, f"{phase}_p10_ms", round(_percentile(values, 0.1), 3))
+        setattr(row, f"{phase}_p90_ms", round(_percentile(values, 0.9), 3))
+    row.iters_per_s = round(1e3 / row.step_ms, 3)
+
+
+def _percentile(sorted_values: list[float], q: float) -> float:
+    position = q * (len(sorted_values) - 1)
+    low = int(position)
+    high = min(low + 1, len(sorted_values) - 1)
+    return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (position - low)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _synchronized(device: torch.device, started: float) -> float:
+    _sync(device)
+    return time.perf_counter() - started
+
+
+class ReferenceStep:
+    """The step as the authors' loop runs it (see the module docstring); a context manager like the
+    lean step. Weight gradients are switched on for its lifetime and switched off again on exit."""
+
+    def __init__(self, model, verifier, config, stimulus_means, targets):
+        self.model = model
+        self.verifier = verifier
+        self.config = config
+        self.priming_taps = priming_taps(model, config)
+        self.weights = objectives.priming_weights(len(model.taps), config.lambda_first, config.lambda_last)
+        self.stimulus_means = stimulus_means
+        self.targets = targets
+        self.bn_layers = verifier_bn_layers(verifier) if verifier is not None else []
+        self.networks = list({id(n): n for n in (model, verifier) if n is not None}.values())
+
+    def __enter__(self) -> ReferenceStep:
+        for network in self.networks:
+            network.model.requires_grad_(True)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for network in self.networks:
+            network.model.requires_grad_(False)
+            network.zero_grad(set_to_none=True)
+
+    def __call__(self, video: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        device_type = video.device.type
+        with torch.autocast(device_type, dtype=torch.float16, enabled=device_type == "cuda"):
+            tap_names = list(dict.fromkeys([*self.priming_taps, self.model.taps[-1]]))
+            logits, tap_values = self.model.forward_with_taps(video, tap_names)
+            bn_inputs = []
+            if self.verifier is not None:
+                with record_inputs(self.bn_layers) as bn_inputs:
+                    self.verifier(to_verifier_space(self.model, self.verifier, video))
+        taps = dict(zip(tap_names, tap_values, strict=True))
+        ce = objectives.cross_entropy(logits, self.targets)
+        priming = objectives.priming_loss([taps[t] for t in self.priming_taps], self.stimulus_means,
+                                          self.weights[: len(self.priming_taps)], self.config.distance)
+        coherence = objectives.temporal_coherence(taps[self.model.taps[-1]], self.config.coherence_margin)
+        feature = objectives.feature_statistics_loss(bn_inputs) if bn_inputs else torch.zeros_like(ce)
+        total = ce + priming + self.config.r * (coherence + feature)
+        return logits, {"total": total, "ce": ce, "priming": priming, "coherence": coherence, "feature": feature}
+
+
+class _PeakMemory:
+    """Peak memory over a block: CUDA peak allocated bytes, or on Linux CPUs the peak growth of the
+    resident set above its level at entry, sampled every millisecond by a background thread."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.peak_mb: float | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._base = self._peak = 0
+
+    def __enter__(self) -> _PeakMemory:
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        elif _resident_bytes() is not None:
+            self._base = self._peak = _resident_bytes()
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.device.type == "cuda":
+            self.peak_mb = round(torch.cuda.max_memory_allocated(self.device) / 2**20, 1)
+        elif self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self.peak_mb = round((self._peak - self._base) / 2**20, 1)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.001):
+            self._peak = max(self._peak, _resident_bytes() or 0)
+
+
+def _resident_bytes() -> int | None:
+    """Resident set size of this process (Linux ``/proc``), or ``None`` elsewhere."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, AttributeError, ValueError):
+        return None
