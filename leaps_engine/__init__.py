@@ -9,9 +9,12 @@ The public surface::
     config = SynthesisConfig.from_preset("embedded", steps=300, seed=0)
     result = synthesize(model, [Target("moving right", stimulus=clip)], verifier=verifier, config=config)
     result.videos   # [B, 3, T, H, W] in [0, 1]
+
+Speed settings (precision, channels-last, torch.compile, CUDA graphs, fused kernels) go in
+``synthesize(..., acceleration=Acceleration(...))``; they never change the method.
 """
 
-from leaps_engine.config import PRESETS, Preset, SynthesisConfig
+from leaps_engine.config import PRESETS, Acceleration, Preset, SynthesisConfig
 from leaps_engine.engine.adapters import InputSpec, VideoAdapter, create_adapter, list_adapters, register_adapter
 from leaps_engine.engine.stimulus import load_stimulus
 from leaps_engine.engine.synthesis import ClipScore, StepState, SynthesisResult, Target, synthesize
@@ -19,6 +22,7 @@ from leaps_engine.errors import LeapsError
 
 __all__ = [
     "PRESETS",
+    "Acceleration",
     "ClipScore",
     "InputSpec",
     "LeapsError",

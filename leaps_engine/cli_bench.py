@@ -28,6 +28,7 @@ from leaps_engine.engine.latency import BenchRow, backend_problem, measure_laten
 from leaps_engine.engine.step import resolve_dtype
 from leaps_engine.errors import LeapsError
 
+
 def run_bench(
     *, models: tuple[str, ...], sizes: list[tuple[int, int, int]], backends: tuple[str, ...], batch: int,
     iters: int, warmup: int, dtype: str, device: torch.device, weights: str, verifier_choice: str,
@@ -113,10 +114,10 @@ def _model_input(model: VideoAdapter, size: tuple[int, int, int]) -> str:
 def _header(device: torch.device, dtype: str, batch: int, iters: int, warmup: int) -> list[str]:
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
     versions = ", ".join(f"{p} {_version(p)}" for p in ("torch", "triton", "leaps-engine"))
+    reference_dtype = "float16" if device.type == "cuda" else "float32"
     return [
-        f"device: {device} ({device_name}); dtype of the lean backends: {dtype} (reference: "
-        f"{'float16' if device.type == 'cuda' else 'float32'}); batch {batch}; {iters} timed iterations after "
-        f"{warmup} warm-up",
+        (f"device: {device} ({device_name}); dtype of the lean backends: {dtype} (reference: {reference_dtype}); "
+         f"batch {batch}; {iters} timed iterations after {warmup} warm-up"),
         f"versions: {versions}; python {platform.python_version()}",
         "command: " + shlex.join(["leaps-engine", *sys.argv[1:]]),
     ]
@@ -158,8 +159,8 @@ def _markdown(lines: list[_BenchLine], header: list[str]) -> str:
     reference = {(ln.row.model, ln.row.resolution): ln.row.step_ms for ln in lines
                  if ln.row.backend == "reference" and ln.row.step_ms}
     out = [f"> {text}  " for text in header]
-    out += ["", "| model | x* size (model input) | verifier | backend | dtype | forward ms | backprop ms | "
-                "step ms (p10-p90) | it/s | peak MB | warm-up s | speed-up |",
+    out += ["", ("| model | x* size (model input) | verifier | backend | dtype | forward ms | backprop ms | "
+                 "step ms (p10-p90) | it/s | peak MB | warm-up s | speed-up |"),
             "|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for line in lines:
         row = line.row
@@ -176,6 +177,6 @@ def _markdown(lines: list[_BenchLine], header: list[str]) -> str:
                    f"{row.iters_per_s:.2f} | {memory} | {row.warmup_s:.1f} | {speedup} |")
     out.append("")
     out.append("forward: x* to every loss term; backprop: the input gradient; step: forward + backprop + Adam "
-               "update; medians. Peak memory: CUDA peak allocated, or on the CPU the peak growth of resident "
-               "memory over two extra iterations. Speed-up: reference step time / this step time.")
+               "update; medians. Peak memory: CUDA peak allocated over two extra iterations (not measured on "
+               "the CPU). Speed-up: reference step time / this step time.")
     return "\n".join(out) + "\n"

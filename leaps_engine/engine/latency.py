@@ -17,9 +17,7 @@ timed separately and never mixed into the figures; peak memory is taken over two
 
 from __future__ import annotations
 
-import os
 import statistics
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,7 +27,12 @@ import torch
 from leaps_engine.config import Acceleration, SynthesisConfig
 from leaps_engine.engine import objectives
 from leaps_engine.engine.adapters.base import VideoAdapter, record_inputs
-from leaps_engine.engine.step import LeapsObjective, priming_taps, to_verifier_space, verifier_bn_layers
+from leaps_engine.engine.step import (
+    LeapsObjective,
+    priming_taps,
+    to_verifier_space,
+    verifier_bn_layers,
+)
 from leaps_engine.errors import LeapsError
 
 BENCH_BACKENDS = ("reference", "eager", "compiled", "fused")
@@ -57,7 +60,7 @@ class BenchRow:
     step_p10_ms: float | None = None
     step_p90_ms: float | None = None
     iters_per_s: float | None = None
-    peak_mem_mb: float | None = None  # CUDA: peak allocated; CPU: peak growth of resident memory
+    peak_mem_mb: float | None = None  # peak allocated CUDA memory (None on the CPU)
     warmup_s: float | None = None  # warm-up iterations, compilation included
     iters: int = 0
     skipped: str | None = None  # why the row was not measured
@@ -115,7 +118,7 @@ def measure_latency(
             timings.append(_timed_iteration(step, video, optimizer, scaler, low, high, device))
             if on_iteration:
                 on_iteration()
-        memory = _PeakMemory(device)  # separate iterations: the CPU sampler thread would disturb the timing
+        memory = _PeakMemory(device)  # separate iterations: resetting the statistics must not be timed
         with memory:
             for _ in range(MEMORY_ITERATIONS):
                 _timed_iteration(step, video, optimizer, scaler, low, high, device)
@@ -236,42 +239,18 @@ class ReferenceStep:
 
 
 class _PeakMemory:
-    """Peak memory over a block: CUDA peak allocated bytes, or on Linux CPUs the peak growth of the
-    resident set above its level at entry, sampled every millisecond by a background thread."""
+    """Peak allocated CUDA memory over a block, in MiB; ``None`` on other devices, where the caching
+    allocators make resident-memory growth meaningless for one step."""
 
     def __init__(self, device: torch.device):
         self.device = device
         self.peak_mb: float | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._base = self._peak = 0
 
     def __enter__(self) -> _PeakMemory:
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
-        elif _resident_bytes() is not None:
-            self._base = self._peak = _resident_bytes()
-            self._thread = threading.Thread(target=self._sample, daemon=True)
-            self._thread.start()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         if self.device.type == "cuda":
             self.peak_mb = round(torch.cuda.max_memory_allocated(self.device) / 2**20, 1)
-        elif self._thread is not None:
-            self._stop.set()
-            self._thread.join()
-            self.peak_mb = round((self._peak - self._base) / 2**20, 1)
-
-    def _sample(self) -> None:
-        while not self._stop.wait(0.001):
-            self._peak = max(self._peak, _resident_bytes() or 0)
-
-
-def _resident_bytes() -> int | None:
-    """Resident set size of this process (Linux ``/proc``), or ``None`` elsewhere."""
-    try:
-        with open("/proc/self/statm") as statm:
-            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, AttributeError, ValueError):
-        return None
