@@ -101,6 +101,8 @@ BAD_INPUTS = {
     "stimulus count mismatch": (lambda t: ["--class", "0", "--class", "1", "--stimulus", _truncated_mp4(t)],
                                 "one --stimulus per --class"),
     "snapshot beyond the run": (lambda t: ["--steps", "3", "--snapshots", "5"], "beyond the last step"),
+    "cuda graphs on the cpu": (lambda t: ["--cuda-graphs"] if not torch.cuda.is_available() else ["--dtype", "int4"],
+                               "needs a CUDA device" if not torch.cuda.is_available() else "dtype"),
     "cuda without a gpu": (lambda t: ["--device", "cuda"] if not torch.cuda.is_available() else ["--device", "tpu9"],
                            "device"),
 }
@@ -117,6 +119,16 @@ def test_bad_input_gives_one_line_and_leaves_nothing(tmp_path, case):
     assert len(error_lines) == 1 and message in error_lines[0], result.stderr
     assert result.exception is None or isinstance(result.exception, SystemExit)
     assert not out.exists()
+
+
+def test_triton_kernels_without_a_gpu_or_the_interpreter_are_a_user_error(tmp_path, monkeypatch):
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device runs the Triton kernels")
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    result = run_cli("synthesize", "--steps", "1", "--kernels", "triton", "--out", tmp_path / "out")
+    assert result.exit_code == 2
+    assert "error: --kernels triton is not available here" in result.stderr and "TRITON_INTERPRET" in result.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_unwritable_output_folder(tmp_path):
@@ -142,5 +154,6 @@ def test_models_layers_and_classes_commands():
 def test_help_lists_every_option():
     result = run_cli("synthesize", "--help")
     for option in ("--model", "--weights", "--class", "--stimulus", "--steps", "--size", "--seed", "--device",
-                   "--out", "--lambda-first", "--lambda-last", "--r", "--distance", "--verifier", "--snapshots"):
+                   "--out", "--lambda-first", "--lambda-last", "--r", "--distance", "--verifier", "--snapshots",
+                   "--dtype", "--channels-last", "--compile", "--cuda-graphs", "--kernels"):
         assert option in result.output
