@@ -75,7 +75,8 @@ def main() -> None:
               help="Target class; repeat for a batch. Default: the first class (embedded model only).")
 @click.option("--stimulus", "stimuli", multiple=True, type=click.Path(), metavar="PATH",
               help="Stimulus of the matching --class: a video (mp4, avi, webm, mkv, mov, gif), a folder of frames "
-                   "or a saved tensor. Repeat once per --class. The embedded model generates one if omitted.")
+                   "or a saved tensor. Repeat once per --class; with one --class, several prime it together "
+                   "(as does a folder of videos). The embedded model generates one if omitted.")
 @click.option("--steps", type=int, default=None, help="Optimisation steps (default: the model's preset).")
 @click.option("--size", default=None, metavar="TxHxW", help="Size of the synthesized video (default: preset).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the first video (video i: seed+i).")
@@ -89,6 +90,11 @@ def main() -> None:
               help="Priming distance (default jvs).")
 @click.option("--priming-layers", type=float, default=None, metavar="FRACTION",
               help="Share of the taps, first ones first, used for priming (default 1.0: all).")
+@click.option("--method", type=click.Choice(["leaps", "deepdream", "am"]), default=None,
+              help="leaps (default), or a Table 1 baseline without priming: deepdream (CE + TV + L2) or am "
+                   "(activation maximisation: the target logit, with L2 decay).")
+@click.option("--objective", type=click.Choice(["full", "prim", "prim+coh", "prim+feat"]), default=None,
+              help="LEAPS terms (Table 3 ablation): full (default) = CE + L_prim + r(R_coh + R_feat).")
 @click.option("--verifier", "verifier_name", default=None,
               help="Verifier for R_feat (default: the preset's, x3d_s for Kinetics models); 'none' drops R_feat.")
 @click.option("--verifier-weights", default=None,

@@ -33,6 +33,7 @@ from tqdm import tqdm
 from leaps_engine.config import Acceleration, SynthesisConfig, preset_for
 from leaps_engine.engine import video_io
 from leaps_engine.engine.adapters import VideoAdapter, create_adapter, get_adapter_entry
+from leaps_engine.engine.stimulus import expand_stimulus
 from leaps_engine.engine.step import check_acceleration, resolve_dtype
 from leaps_engine.engine.synthesis import StepState, SynthesisResult, Target, resolve_class, synthesize
 from leaps_engine.errors import LeapsError
@@ -45,7 +46,8 @@ def run_synthesis(
     *, model_name: str, weights: str | None, classes: tuple[str, ...], stimuli: tuple[str, ...],
     steps: int | None, size: tuple[int, int, int] | None, seed: int, device: str, out_dir: str,
     lambda_first: float | None, lambda_last: float | None, r: float | None, distance: str | None,
-    priming_layers: float | None, verifier_name: str | None, verifier_weights: str | None,
+    priming_layers: float | None, method: str | None, objective: str | None, verifier_name: str | None,
+    verifier_weights: str | None,
     snapshots: list[int], fps: int, dtype: str, channels_last: bool, compile_step: bool, cuda_graphs: bool,
     kernels: str,
 ) -> None:
@@ -56,12 +58,12 @@ def run_synthesis(
     check_acceleration(acceleration, torch_device)
     config = SynthesisConfig.from_preset(
         model_name, steps=steps, size=size, seed=seed, lambda_first=lambda_first, lambda_last=lambda_last,
-        r=r, distance=distance, priming_layers=priming_layers,
+        r=r, distance=distance, priming_layers=priming_layers, method=method, objective=objective,
     )
     if snapshots and snapshots[-1] > config.steps:
         raise LeapsError(f"--snapshots step {snapshots[-1]} is beyond the last step ({config.steps})")
     targets, stimulus_labels = _targets(model_name, get_adapter_entry(model_name).spec.class_names, classes, stimuli,
-                                        seed)
+                                        seed, config)
     out = Path(out_dir)
     created = not out.exists()
     _prepare_out_dir(out)
@@ -127,9 +129,14 @@ def _prepare_out_dir(out: Path) -> None:
 
 
 def _targets(
-    model_name: str, class_names: tuple[str, ...], classes: tuple[str, ...], stimuli: tuple[str, ...], seed: int
-) -> tuple[list[Target], list[str]]:
-    """Pair each --class with its --stimulus (generated ones for the embedded model)."""
+    model_name: str, class_names: tuple[str, ...], classes: tuple[str, ...], stimuli: tuple[str, ...], seed: int,
+    config: SynthesisConfig,
+) -> tuple[list[Target], list[str | None]]:
+    """Pair each --class with its stimuli (generated ones for the embedded model).
+
+    One --class with several --stimulus values primes with all of them together; a --stimulus folder
+    of videos does the same for its class. The baselines need no stimulus.
+    """
     embedded = get_adapter_entry(model_name).family == "embedded"
     if not classes:
         if not embedded:
@@ -137,15 +144,24 @@ def _targets(
         classes = (class_names[0],)
     indices = [resolve_class(label, class_names, model_name) for label in classes]
     if not stimuli:
+        if not config.uses_stimulus:
+            return [Target(i) for i in indices], [None] * len(indices)
         if not embedded:
             raise LeapsError(f"--stimulus is required for {model_name}: give one video of each --class")
         from leaps_engine.engine.embedded.generator import generate_stimulus
 
         targets = [Target(i, generate_stimulus(i, seed=seed + k)) for k, i in enumerate(indices)]
         return targets, [f"generated (class {i}, seed {seed + k})" for k, i in enumerate(indices)]
-    if len(stimuli) != len(indices):
-        raise LeapsError(f"give one --stimulus per --class (got {len(indices)} classes and {len(stimuli)} stimuli)")
-    return [Target(i, path) for i, path in zip(indices, stimuli, strict=True)], list(stimuli)
+    if len(indices) == 1:
+        groups = [[clip for value in stimuli for clip in expand_stimulus(value)]]
+    elif len(stimuli) == len(indices):
+        groups = [expand_stimulus(value) for value in stimuli]
+    else:
+        raise LeapsError(f"give one --stimulus per --class, or several for a single --class (got {len(indices)} "
+                         f"classes and {len(stimuli)} stimuli)")
+    targets = [Target(i, [str(p) for p in group] if len(group) > 1 else str(group[0]))
+               for i, group in zip(indices, groups, strict=True)]
+    return targets, [" + ".join(str(p) for p in group) for group in groups]
 
 
 def _verifier(
@@ -176,10 +192,11 @@ class _ProgressBar:
         self.bar.update(1)
         if state.step % 10 == 0 or state.step == state.steps:
             means = {term: float(value.mean()) for term, value in state.losses.items()}
-            self.bar.set_postfix(
-                ce=f"{means['ce']:.3f}", prim=f"{means['priming']:.3f}", coh=f"{means['coherence']:.3f}",
-                feat=f"{means['feature']:.2f}", p=f"{float(state.target_probs.mean()):.3f}", refresh=False,
-            )
+            shown = {"ce": f"{means['ce']:.3f}", "prim": f"{means['priming']:.3f}", "coh": f"{means['coherence']:.3f}",
+                     "feat": f"{means['feature']:.2f}", "p": f"{float(state.target_probs.mean()):.3f}"}
+            if means["prior"]:
+                shown["prior"] = f"{means['prior']:.3f}"
+            self.bar.set_postfix(shown, refresh=False)
 
     def close(self) -> None:
         self.bar.close()
@@ -209,19 +226,23 @@ def _display_scale(video: torch.Tensor) -> int:
     return max(1, math.ceil(DISPLAY_MIN_SIDE / min(video.shape[-2:])))
 
 
-def _write_clip(result: SynthesisResult, index: int, clip_dir: Path, out: Path, fps: int, stimulus: str,
+def _write_clip(result: SynthesisResult, index: int, clip_dir: Path, out: Path, fps: int, stimulus: str | None,
                 snapshots: list[Path]) -> dict:
     """Write one clip's files and return its entry of result.json."""
     clip_dir.mkdir(parents=True, exist_ok=True)
     video = result.videos[index]
     scale = _display_scale(video)
+    stimulus_pixels = result.stimuli[index]
     files = {"mp4": clip_dir / "video.mp4", "gif": clip_dir / "video.gif",
              "contact_sheet": clip_dir / "contact_sheet.png", "tensor": clip_dir / "video.pt"}
     video_io.write_mp4(files["mp4"], video, fps=fps, scale=scale)
     video_io.write_gif(files["gif"], video, fps=fps, scale=scale)
-    video_io.write_contact_sheet(files["contact_sheet"], [("stimulus", result.stimuli[index]),
-                                                          ("synthesized", video)], scale=scale)
+    rows = [("synthesized", video)] if stimulus_pixels is None else [("stimulus", stimulus_pixels), ("synthesized", video)]
+    video_io.write_contact_sheet(files["contact_sheet"], rows, scale=scale)
     video_io.write_tensor(files["tensor"], video)
+    if stimulus_pixels is not None:
+        files["stimulus_tensor"] = clip_dir / "stimulus.pt"
+        video_io.write_tensor(files["stimulus_tensor"], stimulus_pixels)
     score = result.scores[index]
     entry = {
         "target_class": score.target_class,

@@ -13,6 +13,8 @@ from leaps_engine.errors import LeapsError
 from leaps_engine.kernels.priming import PRIMING_DISTANCES
 
 BN_STATS_MODES = ("video", "batch")
+METHODS = ("leaps", "deepdream", "am")
+OBJECTIVES = ("full", "prim", "prim+coh", "prim+feat")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 KERNEL_BACKENDS = ("auto", "triton", "compile", "eager")
 
@@ -99,6 +101,12 @@ class SynthesisConfig:
         jitter: largest random spatial shift, in pixels, applied to x* before each forward (0: off).
         flip: random horizontal flip of x* before each forward (off by default, as in the paper).
         seed: seed of the first video; video ``i`` of a batch uses ``seed + i`` unless its target sets one.
+        method: ``leaps`` (the paper's method), or a baseline of Table 1 that needs no stimulus:
+            ``deepdream`` (CE + ``tv_weight`` * total variation over t, h, w + ``l2_weight`` * L2 of x*)
+            or ``am`` (activation maximisation: minus the target logit + ``l2_weight`` * L2 of x*).
+        objective: which LEAPS terms are on (Table 3): ``full`` (CE + L_prim + r (R_coh + R_feat)),
+            ``prim`` (CE + L_prim), ``prim+coh`` or ``prim+feat``.
+        tv_weight, l2_weight: weights of the baselines' pixel priors (means over the video's values).
     """
 
     steps: int = 2000
@@ -115,7 +123,16 @@ class SynthesisConfig:
     jitter: int = 0
     flip: bool = False
     seed: int = 0
+    method: str = "leaps"
+    objective: str = "full"
+    tv_weight: float = 0.05
+    l2_weight: float = 0.005
     preset_source: str = field(default="", compare=False)
+
+    @property
+    def uses_stimulus(self) -> bool:
+        """Whether the method primes with stimulus videos (LEAPS does; the baselines do not)."""
+        return self.method == "leaps"
 
     @classmethod
     def from_preset(cls, model_name: str, **overrides: object) -> SynthesisConfig:
@@ -155,7 +172,13 @@ class SynthesisConfig:
             raise LeapsError(f"priming_layers must be in (0, 1], got {self.priming_layers}")
         if self.bn_stats not in BN_STATS_MODES:
             raise LeapsError(f"bn_stats must be one of {', '.join(BN_STATS_MODES)}, got {self.bn_stats!r}")
-        for name in ("lambda_first", "lambda_last", "r", "coherence_margin", "jitter"):
+        if self.method not in METHODS:
+            raise LeapsError(f"unknown method {self.method!r}; expected one of {', '.join(METHODS)}")
+        if self.objective not in OBJECTIVES:
+            raise LeapsError(f"unknown objective {self.objective!r}; expected one of {', '.join(OBJECTIVES)}")
+        if self.method != "leaps" and self.objective != "full":
+            raise LeapsError(f"--objective {self.objective} is a LEAPS ablation; it does not apply to {self.method}")
+        for name in ("lambda_first", "lambda_last", "r", "coherence_margin", "jitter", "tv_weight", "l2_weight"):
             if getattr(self, name) < 0:
                 raise LeapsError(f"{name} must be >= 0, got {getattr(self, name)}")
 

@@ -157,3 +157,30 @@ def test_help_lists_every_option():
                    "--out", "--lambda-first", "--lambda-last", "--r", "--distance", "--verifier", "--snapshots",
                    "--dtype", "--channels-last", "--compile", "--cuda-graphs", "--kernels"):
         assert option in result.output
+
+
+def test_multi_stimulus_priming_from_a_folder_and_from_repeated_stimuli(tmp_path):
+    from leaps_engine.engine.embedded.generator import generate_stimulus
+
+    folder = tmp_path / "moving_up"
+    folder.mkdir()
+    for seed in (1, 2):
+        torch.save(generate_stimulus(3, seed=seed), folder / f"clip{seed}.pt")
+    for args in (["--stimulus", folder], ["--stimulus", folder / "clip1.pt", "--stimulus", folder / "clip2.pt"]):
+        out = tmp_path / f"run{len(args)}"
+        result = run_cli("synthesize", "--class", "3", *args, "--steps", 2, "--out", out)
+        assert result.exit_code == 0, result.output
+        clip = json.loads((out / "result.json").read_text())["clips"][0]
+        assert clip["stimulus"].count(" + ") == 1 and "clip1.pt" in clip["stimulus"]
+        assert torch.load(out / clip["stimulus_tensor"], weights_only=True).shape == (3, 8, 32, 32)
+
+
+def test_baseline_run_writes_no_stimulus_and_records_its_method(tmp_path):
+    out = tmp_path / "am"
+    result = run_cli("synthesize", "--method", "am", "--class", "2", "--steps", 3, "--out", out)
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "result.json").read_text())
+    assert summary["config"]["method"] == "am" and summary["config"]["objective"] == "full"
+    clip = summary["clips"][0]
+    assert clip["stimulus"] is None and "stimulus_tensor" not in clip
+    assert (out / clip["contact_sheet"]).stat().st_size > 0

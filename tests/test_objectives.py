@@ -123,3 +123,14 @@ def test_feature_statistics_sums_over_layers():
 def test_cross_entropy_on_logits():
     logits = torch.tensor([[0.0, math.log(3.0)]])  # softmax (0.25, 0.75)
     assert objectives.cross_entropy(logits, torch.tensor([1])).item() == pytest.approx(-math.log(0.75))
+
+
+def test_total_variation_and_l2_prior_by_hand():
+    constant = torch.full((2, 3, 4, 5, 6), 0.7)
+    assert torch.equal(objectives.total_variation(constant), torch.zeros(2))
+    ramp = torch.arange(6.0).expand(1, 3, 4, 5, 6).contiguous()  # +1 per step along w only
+    torch.testing.assert_close(objectives.total_variation(ramp), torch.tensor([1.0]))
+    frames = torch.zeros(1, 3, 2, 2, 2)
+    frames[:, :, 1] = 2.0  # one jump of 2 along t
+    torch.testing.assert_close(objectives.total_variation(frames), torch.tensor([4.0]))
+    torch.testing.assert_close(objectives.l2_prior(torch.full((1, 3, 2, 2, 2), -3.0)), torch.tensor([9.0]))

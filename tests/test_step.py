@@ -13,7 +13,7 @@ from leaps_engine.errors import LeapsError
 from leaps_engine.kernels.registry import select_kernels, triton_problem
 
 SIZE = (4, 16, 16)
-TERMS = ("total", "ce", "priming", "coherence", "feature")
+TERMS = ("total", "ce", "priming", "coherence", "feature", "prior")
 
 
 @pytest.fixture(scope="module")

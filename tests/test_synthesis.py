@@ -42,7 +42,7 @@ def test_videos_are_valid_pixels_and_history_is_per_video(model, verifier):
     result = synthesize(model, targets, verifier=verifier, config=_config(steps=3))
     assert result.videos.shape == (2, 3, *_config().size)
     assert result.videos.min() >= 0 and result.videos.max() <= 1
-    assert set(result.history) == {"total", "ce", "priming", "coherence", "feature", "target_prob"}
+    assert set(result.history) == {"total", "ce", "priming", "coherence", "feature", "prior", "target_prob"}
     assert all(values.shape == (3, 2) for values in result.history.values())
     assert [s.target_index for s in result.scores] == [0, 5]
     assert result.scores[1].target_class == CLASS_NAMES[5]
@@ -113,3 +113,32 @@ def test_classes_resolve_by_name_or_index():
 def test_impossible_settings_raise(overrides, message):
     with pytest.raises(LeapsError, match=message):
         _config(**overrides)
+
+
+@pytest.mark.parametrize("method", ["deepdream", "am"])
+def test_baselines_need_no_stimulus_and_use_their_prior(model, verifier, method):
+    result = synthesize(model, [Target(4), Target(9)], verifier=verifier, config=_config(steps=15, method=method))
+    assert result.stimuli == [None, None]
+    assert torch.equal(result.history["priming"], torch.zeros(15, 2))
+    assert torch.equal(result.history["feature"], torch.zeros(15, 2))
+    assert (result.history["prior"] > 0).all()
+    assert all(score.model_target_prob > 0.5 for score in result.scores)
+
+
+@pytest.mark.parametrize(("objective", "has_coherence", "has_feature"), [
+    ("prim", False, False), ("prim+coh", True, False), ("prim+feat", False, True), ("full", True, True)])
+def test_objective_ablations_switch_terms(model, verifier, objective, has_coherence, has_feature):
+    target = Target(1, generate_stimulus(1, seed=4))
+    history = synthesize(model, [target], verifier=verifier, config=_config(steps=3, objective=objective)).history
+    assert (history["priming"] > 0).all()
+    assert bool((history["coherence"] > 0).all()) is has_coherence
+    assert bool((history["feature"] > 0).all()) is has_feature
+    expected = history["ce"] + history["priming"] + _config().r * (history["coherence"] + history["feature"])
+    torch.testing.assert_close(history["total"], expected)
+
+
+def test_leaps_without_a_stimulus_and_baseline_ablations_are_user_errors(model, verifier):
+    with pytest.raises(LeapsError, match="primes with a stimulus"):
+        synthesize(model, [Target(0)], verifier=verifier, config=_config(steps=1))
+    with pytest.raises(LeapsError, match="does not apply to am"):
+        _config(method="am", objective="prim")

@@ -9,6 +9,8 @@
   their distance, the others ``max(0, margin - distance)``; averaged over the pairs (Eq. 2).
 * :func:`feature_statistics_loss`: the verifier's BatchNorm-statistics distance summed over its
   BatchNorm layers (Eq. 3).
+
+The baselines of Table 1 add pixel priors: :func:`total_variation` and :func:`l2_prior`.
 """
 
 from __future__ import annotations
@@ -61,6 +63,18 @@ def priming_loss(
     for tap, target, weight in zip(taps, stimulus_means, weights, strict=True):
         total = total + kernels.tap_priming(tap, target, weight, distance)
     return total / len(taps)
+
+
+def total_variation(video: torch.Tensor) -> torch.Tensor:
+    """Total variation ``[B]`` of ``[B, 3, T, H, W]``: the mean squared difference of neighbours along t,
+    h and w, summed over the three axes (DeepDream's smoothness prior, extended to time)."""
+    x = video.float()
+    return sum((x.diff(dim=axis) ** 2).flatten(1).mean(1) for axis in (2, 3, 4))
+
+
+def l2_prior(video: torch.Tensor) -> torch.Tensor:
+    """Mean squared value ``[B]`` of each video (an L2 decay on the input)."""
+    return video.float().pow(2).flatten(1).mean(1)
 
 
 def coherence_pair_count(frames: int) -> int:

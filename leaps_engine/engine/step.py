@@ -50,7 +50,7 @@ class LeapsObjective:
         verifier: the network whose BatchNorm statistics give R_feat (``None``, or ``r == 0``, drops it);
             passing ``model`` itself reuses the model's forward pass.
         config: the method's settings.
-        stimulus_means: per priming tap, the stimulus embeddings ``[B, C]``.
+        stimulus_means: per priming tap, the stimulus embeddings ``[B, C]`` (unused by the baselines).
         targets: class index per video ``[B]``.
         acceleration: dtype, channels-last, compile and kernel choices.
     """
@@ -67,7 +67,8 @@ class LeapsObjective:
         device = targets.device
         check_acceleration(acceleration, device)
         self.model = model
-        self.verifier = verifier if verifier is not None and config.r > 0 else None
+        uses_feature = config.method == "leaps" and config.objective in ("full", "prim+feat") and config.r > 0
+        self.verifier = verifier if uses_feature else None
         self.config = config
         self.priming_taps = priming_taps(model, config)
         self.weights = objectives.priming_weights(len(model.taps), config.lambda_first, config.lambda_last)
@@ -76,7 +77,7 @@ class LeapsObjective:
         self.dtype = resolve_dtype(acceleration, device)
         self.channels_last = acceleration.channels_last
         self.kernels: LossKernels = select_kernels(acceleration.kernels, device)
-        self.coherence_frames = 0
+        self.coherence_frames = 2  # updated by each step that computes R_coh
         self._tap_outputs: dict[str, object] = {}
         self._bn_inputs: list[tuple[nn.Module, torch.Tensor]] = []
         self._handles = self._install_hooks()
@@ -101,7 +102,8 @@ class LeapsObjective:
         self._handles = []
 
     def __call__(self, video: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Logits ``[B, K]`` and the terms ``total, ce, priming, coherence, feature``, each ``[B]`` float32."""
+        """Logits ``[B, K]`` and the terms ``total, ce, priming, coherence, feature, prior``, each ``[B]``
+        float32 (terms the method or objective leaves out are 0)."""
         return self._step(video)
 
     def _losses(self, video: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -111,27 +113,43 @@ class LeapsObjective:
             logits = self.model(self._memory_format(video))
             if self.verifier is not None and self.verifier is not self.model:
                 self.verifier(self._memory_format(to_verifier_space(self.model, self.verifier, video)))
-        to_canonical = TAP_FORMATS[self.model.tap_format]
-        taps = {name: to_canonical(self._tap_outputs[name]) for name in self._tap_names()}
-        coherence_tap = taps[self.model.taps[-1]]
-        self.coherence_frames = coherence_tap.shape[2]
-
         ce = objectives.cross_entropy(logits, self.targets)
-        priming = objectives.priming_loss(
-            [taps[name] for name in self.priming_taps], self.stimulus_means,
-            self.weights[: len(self.priming_taps)], self.config.distance, self.kernels,
-        )
-        coherence = objectives.temporal_coherence(coherence_tap, self.config.coherence_margin)
-        feature = torch.zeros_like(ce)
-        if self.verifier is not None:
-            feature = objectives.feature_statistics_loss(
-                self._bn_inputs, per_video=self.config.bn_stats == "video", kernels=self.kernels)
-        total = ce + priming + self.config.r * (coherence + feature)
+        zeros = torch.zeros_like(ce)
+        terms = {"ce": ce, "priming": zeros, "coherence": zeros, "feature": zeros, "prior": zeros}
+        if self.config.method == "leaps":
+            terms.update(self._leaps_terms())
+            total = ce + terms["priming"] + self.config.r * (terms["coherence"] + terms["feature"])
+        elif self.config.method == "deepdream":
+            terms["prior"] = (self.config.tv_weight * objectives.total_variation(video)
+                              + self.config.l2_weight * objectives.l2_prior(video))
+            total = ce + terms["prior"]
+        else:  # "am": maximise the target logit
+            terms["prior"] = self.config.l2_weight * objectives.l2_prior(video)
+            total = -logits.float().gather(1, self.targets[:, None])[:, 0] + terms["prior"]
         self._tap_outputs.clear()  # drop references so nothing outlives the step
         self._bn_inputs.clear()
-        return logits, {"total": total, "ce": ce, "priming": priming, "coherence": coherence, "feature": feature}
+        return logits, {"total": total, **terms}
+
+    def _leaps_terms(self) -> dict[str, torch.Tensor]:
+        """L_prim, and R_coh and R_feat where the objective has them, from the captured activations."""
+        to_canonical = TAP_FORMATS[self.model.tap_format]
+        taps = {name: to_canonical(self._tap_outputs[name]) for name in self._tap_names()}
+        terms = {"priming": objectives.priming_loss(
+            [taps[name] for name in self.priming_taps], self.stimulus_means,
+            self.weights[: len(self.priming_taps)], self.config.distance, self.kernels,
+        )}
+        if self.config.objective in ("full", "prim+coh"):
+            coherence_tap = taps[self.model.taps[-1]]
+            self.coherence_frames = coherence_tap.shape[2]
+            terms["coherence"] = objectives.temporal_coherence(coherence_tap, self.config.coherence_margin)
+        if self.verifier is not None:
+            terms["feature"] = objectives.feature_statistics_loss(
+                self._bn_inputs, per_video=self.config.bn_stats == "video", kernels=self.kernels)
+        return terms
 
     def _tap_names(self) -> list[str]:
+        if self.config.method != "leaps":
+            return []
         return list(dict.fromkeys([*self.priming_taps, self.model.taps[-1]]))
 
     def _memory_format(self, video: torch.Tensor) -> torch.Tensor:

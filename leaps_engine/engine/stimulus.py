@@ -61,6 +61,16 @@ def load_stimulus(source: str | Path | torch.Tensor, spec: InputSpec) -> torch.T
     raise LeapsError(f"unsupported stimulus type {kind!r}: {path} (expected a frame folder or {supported})")
 
 
+def expand_stimulus(source: str | Path) -> list[Path]:
+    """The stimuli a path stands for: a folder holding video or tensor files stands for each of them
+    (multi-stimulus priming, Supp. S5); anything else (a file, a folder of frames) for itself."""
+    path = Path(source)
+    if not path.is_dir():
+        return [path]
+    clips = sorted(p for p in path.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS + TENSOR_EXTENSIONS)
+    return clips or [path]
+
+
 def read_video_frames(path: str | Path) -> tuple[torch.Tensor, float]:
     """All frames of a video as uint8 ``[T, H, W, 3]`` (RGB, at the first frame's size) and its fps (0.0 if unknown)."""
     path = Path(path)

@@ -30,7 +30,7 @@ from leaps_engine.engine.step import LeapsObjective, check_acceleration, priming
 from leaps_engine.engine.stimulus import load_stimulus
 from leaps_engine.errors import LeapsError, close_names
 
-LOSS_TERMS = ("total", "ce", "priming", "coherence", "feature")
+LOSS_TERMS = ("total", "ce", "priming", "coherence", "feature", "prior")
 
 StimulusSource = str | os.PathLike | torch.Tensor
 
@@ -45,11 +45,12 @@ class Target:
 
     ``stimulus`` is a path (video file, frame folder, saved tensor) or a tensor of pixels
     ``[3, T, H, W]`` in [0, 1]; a list primes with the mean embedding of several stimuli (Supp. S5).
-    ``seed`` defaults to ``config.seed + position in the batch``.
+    ``seed`` defaults to ``config.seed + position in the batch``. The baselines (``method`` deepdream or
+    am) use no stimulus; one given to them is only kept for display.
     """
 
     label: str | int
-    stimulus: StimulusSource | Sequence[StimulusSource]
+    stimulus: StimulusSource | Sequence[StimulusSource] | None = None
     seed: int | None = None
 
 
@@ -92,10 +93,11 @@ class StepState:
 @dataclass
 class SynthesisResult:
     """Synthesized videos ``[B, 3, T, H, W]`` in [0, 1], the stimuli shown to the model (first stimulus of
-    each target, pixels ``[3, T, H, W]``), the per-term history (term -> ``[steps, B]``), final scores."""
+    each target, pixels ``[3, T, H, W]``, or ``None`` for a baseline run without one), the per-term
+    history (term -> ``[steps, B]``), final scores."""
 
     videos: torch.Tensor
-    stimuli: list[torch.Tensor]
+    stimuli: list[torch.Tensor | None]
     history: dict[str, torch.Tensor]
     scores: list[ClipScore]
     seeds: list[int]
@@ -151,8 +153,15 @@ def synthesize(
     check_acceleration(acceleration, device)
 
     class_indices = [resolve_class(t.label, model.spec.class_names, model.name) for t in targets]
+    if config.uses_stimulus:
+        missing = [str(t.label) for t in targets if t.stimulus is None]
+        if missing:
+            raise LeapsError(f"LEAPS primes with a stimulus, and none was given for class {missing[0]} "
+                             "(the baselines deepdream and am need none)")
     stimulus_pixels = [[load_stimulus(s, model.spec) for s in _as_list(t.stimulus)] for t in targets]
-    stimulus_means = _stimulus_means(model, stimulus_pixels, priming_taps(model, config), device)
+    stimulus_means = []
+    if config.uses_stimulus:
+        stimulus_means = _stimulus_means(model, stimulus_pixels, priming_taps(model, config), device)
     target_tensor = torch.tensor(class_indices, device=device)
 
     seeds = [config.seed + i if t.seed is None else t.seed for i, t in enumerate(targets)]
@@ -199,7 +208,7 @@ def synthesize(
     final = video.detach()
     return SynthesisResult(
         videos=model.spec.denormalize(final).clamp(0, 1).cpu(),
-        stimuli=[group[0] for group in stimulus_pixels],
+        stimuli=[group[0] if group else None for group in stimulus_pixels],
         history={term: torch.stack(values).cpu() for term, values in history.items()},
         scores=score_videos(model, verifier, final, class_indices),
         seeds=seeds,
@@ -288,7 +297,9 @@ def _device_of(model: nn.Module) -> torch.device:
     return parameter.device if parameter is not None else torch.device("cpu")
 
 
-def _as_list(stimulus: StimulusSource | Sequence[StimulusSource]) -> list[StimulusSource]:
+def _as_list(stimulus: StimulusSource | Sequence[StimulusSource] | None) -> list[StimulusSource]:
+    if stimulus is None:
+        return []
     if isinstance(stimulus, (list, tuple)):
         if not stimulus:
             raise LeapsError("a target has an empty list of stimuli")
