@@ -167,6 +167,39 @@ def bench(**options: object) -> None:
 
 
 @main.command()
+@click.option("--model", "model_name", default=EMBEDDED_MODEL, show_default=True, help="Model to tune.")
+@click.option("--weights", default=None, help="Model weights, as in synthesize.")
+@click.option("--class", "classes", multiple=True, metavar="NAME|INDEX",
+              help="Target class; repeat (default for the embedded model: every class).")
+@click.option("--stimulus", "stimuli", multiple=True, type=click.Path(), metavar="PATH",
+              help="Stimulus of the matching --class, as in synthesize (the embedded model generates them).")
+@click.option("--steps", type=int, default=None, help="Steps per setting (default: half the preset's, as the paper's 1K).")
+@click.option("--size", default=None, metavar="TxHxW", help="Size of x* (default: the preset's).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the videos and generated stimuli.")
+@click.option("--device", default="cpu", show_default=True, help="Torch device, e.g. cpu or cuda:0.")
+@click.option("--verifier", "verifier_name", default=None, help="The network that scores each setting (preset's).")
+@click.option("--verifier-weights", default=None, help="Verifier weights, as in synthesize.")
+@click.option("--lambda-first", type=float, multiple=True, help="Grid values of lambda_1 (default 0.5 ... 1.0).")
+@click.option("--lambda-last", type=float, multiple=True, help="Grid values of lambda_L (default 0.1 ... 0.5).")
+@click.option("--r", "r", type=float, multiple=True, help="Grid values of r (default 1e-3 ... 1e-2).")
+@click.option("--out", "out_dir", type=click.Path(), default="leaps-tune", show_default=True,
+              help="Folder for tune.json and tune.md.")
+def tune(**options: object) -> None:
+    """Grid-search lambda_1, lambda_L and r (paper Supp. S2), scoring each setting on the verifier.
+
+    Every setting synthesizes the same targets; the winner has the highest verifier top-1 (then verifier
+    target probability, then model top-1). Writes the whole grid and the winner to --out.
+    """
+    from leaps_engine.cli_synthesize import check_device
+    from leaps_engine.cli_tune import run_tune
+
+    with _user_errors():
+        options["size"] = _parse_size(options["size"])
+        options["device"] = check_device(options["device"])
+        run_tune(**options)
+
+
+@main.command()
 @click.argument("pattern", default="*")
 def models(pattern: str) -> None:
     """List registered models (fnmatch PATTERN) with their input specs."""

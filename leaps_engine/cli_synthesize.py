@@ -62,11 +62,11 @@ def run_synthesis(
     )
     if snapshots and snapshots[-1] > config.steps:
         raise LeapsError(f"--snapshots step {snapshots[-1]} is beyond the last step ({config.steps})")
-    targets, stimulus_labels = _targets(model_name, get_adapter_entry(model_name).spec.class_names, classes, stimuli,
-                                        seed, config)
+    targets, stimulus_labels = build_targets(model_name, get_adapter_entry(model_name).spec.class_names, classes,
+                                             stimuli, seed, config)
     out = Path(out_dir)
     created = not out.exists()
-    _prepare_out_dir(out)
+    prepare_out_dir(out)
     try:
         _run_and_write(model_name, weights, targets, stimulus_labels, config, acceleration, verifier_name,
                        verifier_weights, torch_device, out, snapshots, fps)
@@ -80,7 +80,7 @@ def _run_and_write(model_name, weights, targets, stimulus_labels, config, accele
                    verifier_weights, torch_device, out, snapshots, fps) -> None:
     entry = get_adapter_entry(model_name)
     model = create_adapter(model_name, weights=weights, device=torch_device)
-    verifier, verifier_weights = _verifier(model, weights, verifier_name, verifier_weights, torch_device)
+    verifier, verifier_weights = build_verifier(model, weights, verifier_name, verifier_weights, torch_device)
     names = model.spec.class_names
     clip_dirs = [out / f"clip_{i:02d}_{_slug(names[t.label])}" for i, t in enumerate(targets)]
     frames, height, width = config.size
@@ -117,7 +117,7 @@ def check_device(device: str) -> torch.device:
     return torch_device
 
 
-def _prepare_out_dir(out: Path) -> None:
+def prepare_out_dir(out: Path) -> None:
     """Create the output folder and check it is writable before any work starts."""
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -128,7 +128,7 @@ def _prepare_out_dir(out: Path) -> None:
         raise LeapsError(f"output folder {out} cannot be written ({error.strerror or error})") from None
 
 
-def _targets(
+def build_targets(
     model_name: str, class_names: tuple[str, ...], classes: tuple[str, ...], stimuli: tuple[str, ...], seed: int,
     config: SynthesisConfig,
 ) -> tuple[list[Target], list[str | None]]:
@@ -164,7 +164,7 @@ def _targets(
     return targets, [" + ".join(str(p) for p in group) for group in groups]
 
 
-def _verifier(
+def build_verifier(
     model: VideoAdapter, model_weights: str | None, verifier_name: str | None, verifier_weights: str | None,
     device: torch.device,
 ) -> tuple[VideoAdapter | None, str | None]:
