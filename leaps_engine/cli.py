@@ -200,6 +200,37 @@ def tune(**options: object) -> None:
 
 
 @main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(), metavar="PATH...")
+@click.option("--evaluator", default=None, metavar="NAME",
+              help="Also score every clip with this network (any of `leaps-engine models`, e.g. x3d_m).")
+@click.option("--evaluator-weights", default=None, help="Evaluator weights (default: its pretrained weights).")
+@click.option("--device", default="cpu", show_default=True, help="Torch device, e.g. cpu or cuda:0.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True, help="Clips per forward pass.")
+@click.option("--splits", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Inception Score splits (each holds at least as many videos as there are classes).")
+@click.option("--format", "output_format", type=click.Choice(["md", "csv", "json"]), default="md", show_default=True)
+@click.option("--out", default=None, type=click.Path(), help="Also write the table to this file.")
+@click.option("--group-by", default="model,method,objective,distance,priming_layers,verifier", metavar="KEYS",
+              help="Comma-separated result.json keys to group runs by: model, verifier or any config field "
+                   "(default: model, method, objective, distance, priming_layers, verifier).")
+def evaluate(**options: object) -> None:
+    """Score the videos of result folders and compare settings (accuracy, Inception Score, frame PSNR/SSIM).
+
+    Each PATH is a result folder of `leaps-engine synthesize`, a folder searched recursively for result.json
+    files, or a manifest (.txt, one path a line; .json, a list of paths). Every clip is re-scored by its run's
+    model and verifier, and by --evaluator if given; runs are grouped by --group-by. `--format json` prints
+    one object per group with the group keys, n_videos, top1_/top5_ model/verifier/evaluator (percent),
+    inception_score_* {mean, std}, and psnr/ssim of the synthesized videos and of their stimuli.
+    """
+    import shlex
+
+    from leaps_engine.cli_evaluate import run_evaluate
+
+    with _user_errors():
+        run_evaluate(**options, command=shlex.join(["leaps-engine", *sys.argv[1:]]))
+
+
+@main.command()
 @click.argument("pattern", default="*")
 def models(pattern: str) -> None:
     """List registered models (fnmatch PATTERN) with their input specs."""
