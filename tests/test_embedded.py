@@ -98,7 +98,7 @@ def test_pairs_approach_or_separate_and_bouncing_turns_at_the_floor():
     assert ((lowest_frame > 0) & (lowest_frame < CLIP_FRAMES - 1)).all()
 
 
-@pytest.mark.parametrize("name", ["embedded", "embedded_verifier"])
+@pytest.mark.parametrize("name", ["embedded", "embedded_verifier", "embedded_evaluator"])
 def test_shipped_weights_classify_fresh_clips(name):
     adapter = create_adapter(name)
     labels = torch.arange(len(CLASS_NAMES)).repeat(20)
@@ -108,7 +108,7 @@ def test_shipped_weights_classify_fresh_clips(name):
     assert (predictions == labels).float().mean() >= 0.95
 
 
-@pytest.mark.parametrize("name", ["embedded", "embedded_verifier"])
+@pytest.mark.parametrize("name", ["embedded", "embedded_verifier", "embedded_evaluator"])
 def test_adapters_give_taps_and_input_gradients_only(name):
     adapter = create_adapter(name)
     assert adapter.spec.class_names == CLASS_NAMES
@@ -124,7 +124,7 @@ def test_adapters_give_taps_and_input_gradients_only(name):
     assert all(parameter.grad is None and not parameter.requires_grad for parameter in adapter.parameters())
 
 
-@pytest.mark.parametrize("name", ["embedded", "embedded_verifier"])
+@pytest.mark.parametrize("name", ["embedded", "embedded_verifier", "embedded_evaluator"])
 def test_adapters_take_the_declared_minimum_size(name):
     adapter = create_adapter(name, weights="random")
     spec = adapter.spec

@@ -14,7 +14,7 @@ from torch import nn
 from leaps_engine.engine.adapters.base import InputSpec
 from leaps_engine.engine.adapters.registry import RANDOM_WEIGHTS, AdapterParts, load_checkpoint_into, register_adapter
 from leaps_engine.engine.embedded.generator import CLASS_NAMES, CLIP_FRAMES, CLIP_SIZE, PIXEL_MEAN, PIXEL_STD
-from leaps_engine.engine.embedded.networks import EmbeddedClassifier, EmbeddedVerifier
+from leaps_engine.engine.embedded.networks import EmbeddedClassifier, EmbeddedEvaluator, EmbeddedVerifier
 
 PRETRAINED = "embedded"
 
@@ -55,3 +55,9 @@ def embedded(weights: str) -> AdapterParts:
 def embedded_verifier(weights: str) -> AdapterParts:
     """Residual (2+1)D verifier for the embedded model, trained on the same clips."""
     return _build(EmbeddedVerifier(), weights, "verifier.pt", "embedded_verifier")
+
+
+@register_adapter(family="embedded", spec=SPEC, pretrained=PRETRAINED)
+def embedded_evaluator(weights: str) -> AdapterParts:
+    """Independent GroupNorm evaluator for quality measurements, trained on its own clips; never a verifier."""
+    return _build(EmbeddedEvaluator(), weights, "evaluator.pt", "embedded_evaluator")

@@ -13,6 +13,9 @@ in another; with the re-coding both pass 85% training accuracy within 150 steps.
 * :class:`EmbeddedClassifier`: a plain 3D CNN, full 3x3x3 convolutions (5x5 spatial in the stem).
 * :class:`EmbeddedVerifier`: a residual (2+1)D network, every 3D convolution factorised into a spatial
   1x3x3 and a temporal 3x1x1 one, with its own widths.
+* :class:`EmbeddedEvaluator`: the independent judge of quality measurements, never used in synthesis:
+  a 3D CNN with GroupNorm instead of BatchNorm (so matching BatchNorm statistics cannot fit it) and
+  global max pooling, trained on its own stream of clips with pixel noise.
 """
 
 from __future__ import annotations
@@ -103,3 +106,36 @@ class EmbeddedVerifier(nn.Module):
     def forward(self, video: Tensor) -> Tensor:  # [B, 3, T, H, W] -> [B, K]
         features = self.block3(self.block2(self.block1(self.stem(self.delta(video)))))
         return self.head(self.pool(features).flatten(1))
+
+
+def conv_gn_relu(
+    in_channels: int, out_channels: int, kernel: tuple[int, int, int], stride: tuple[int, int, int]
+) -> nn.Sequential:
+    """Conv3d (padded to keep the size at stride 1) -> GroupNorm (8 groups) -> ReLU."""
+    padding = tuple(k // 2 for k in kernel)
+    return nn.Sequential(
+        nn.Conv3d(in_channels, out_channels, kernel, stride, padding, bias=False),
+        nn.GroupNorm(8, out_channels),
+        nn.ReLU(),
+    )
+
+
+class EmbeddedEvaluator(nn.Module):
+    """3D CNN with GroupNorm and global max pooling: 8x32^2 -> 24x8x16^2 -> 48x8x8^2 -> 64x4x4^2 -> 96x4x4^2
+    -> max -> linear. Trained with pixel noise (see ``train.py``), so noise alone does not sway it.
+
+    (Variants with average pooling and a 3x3 or 1x3x3 stem could not tell the rotation directions apart:
+    held-out accuracy 9-24% on "rotating clockwise".)"""
+
+    def __init__(self, num_classes: int = len(CLASS_NAMES)):
+        super().__init__()
+        self.delta = TemporalDelta()
+        self.stem = conv_gn_relu(3, 24, (3, 5, 5), (1, 2, 2))
+        self.block1 = conv_gn_relu(24, 48, (3, 3, 3), (1, 2, 2))
+        self.block2 = conv_gn_relu(48, 64, (3, 3, 3), (2, 2, 2))
+        self.block3 = conv_gn_relu(64, 96, (3, 3, 3), (1, 1, 1))
+        self.head = nn.Linear(96, num_classes)
+
+    def forward(self, video: Tensor) -> Tensor:  # [B, 3, T, H, W] -> [B, K]
+        features = self.block3(self.block2(self.block1(self.stem(self.delta(video)))))
+        return self.head(features.amax(dim=(2, 3, 4)))

@@ -1,14 +1,17 @@
-"""Train the embedded classifier and verifier from a seed on freshly generated clips.
+"""Train the embedded classifier, verifier and evaluator from a seed on freshly generated clips.
 
     python -m leaps_engine.engine.embedded.train --seed 0 --out leaps_engine/engine/embedded/weights
+    python -m leaps_engine.engine.embedded.train --seed 0 --out ... --only evaluator   # one network
 
 Every step draws a new batch of clips (infinite data, so no epochs and no overfitting to a fixed set),
-normalises with the generator's ``PIXEL_MEAN``/``PIXEL_STD`` and takes one
-AdamW step on each network (same batch, separate optimisers, one-cycle learning rate). Then both are
-evaluated on a held-out generated set drawn from seed ``seed + HELD_OUT_SEED_OFFSET`` (never seen in
-training), and the script writes ``classifier.pt`` and ``verifier.pt`` (plain state dicts, loadable with
-``torch.load(weights_only=True)``) and ``training.json`` (seed, steps, accuracies, pixel statistics,
-timing, torch version). The same seed, thread count and torch build give the same weights.
+normalises with the generator's ``PIXEL_MEAN``/``PIXEL_STD`` and takes one AdamW step on each network
+(separate optimisers, one-cycle learning rate). The classifier and verifier share one stream of
+batches; the evaluator, the independent judge of quality measurements, learns from its own stream
+(seed ``seed + EVALUATOR_STREAM_OFFSET``) with pixel noise on most clips (:func:`add_pixel_noise`). Then each is evaluated on a held-out generated set drawn from
+seed ``seed + HELD_OUT_SEED_OFFSET`` (never seen in training), and the script writes ``classifier.pt``,
+``verifier.pt`` and ``evaluator.pt`` (plain state dicts, loadable with ``torch.load(weights_only=True)``)
+and ``training.json`` (seed, steps, accuracies, pixel statistics, timing, torch version; entries of
+networks not retrained are kept). The same seed, thread count and torch build give the same weights.
 """
 
 from __future__ import annotations
@@ -25,9 +28,12 @@ import torch
 from torch import nn
 
 from leaps_engine.engine.embedded.generator import CLASS_NAMES, PIXEL_MEAN, PIXEL_STD, generate_clips
-from leaps_engine.engine.embedded.networks import EmbeddedClassifier, EmbeddedVerifier
+from leaps_engine.engine.embedded.networks import EmbeddedClassifier, EmbeddedEvaluator, EmbeddedVerifier
 
 HELD_OUT_SEED_OFFSET = 10_000
+EVALUATOR_STREAM_OFFSET = 20_000
+NOISE_MAX_STD, NOISE_SHARE = 0.1, 0.8  # the evaluator's pixel-noise augmentation
+NETWORKS = {"classifier": EmbeddedClassifier, "verifier": EmbeddedVerifier, "evaluator": EmbeddedEvaluator}
 
 
 def normalise(clips: torch.Tensor) -> torch.Tensor:
@@ -37,14 +43,29 @@ def normalise(clips: torch.Tensor) -> torch.Tensor:
     return (clips - mean) / std
 
 
-def training_batch(batch_size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Normalised clips ``[B, 3, T, H, W]`` and their labels ``[B]``."""
+def training_batch(
+    batch_size: int, generator: torch.Generator, noisy: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Normalised clips ``[B, 3, T, H, W]`` and their labels ``[B]``; ``noisy`` adds pixel noise."""
     labels = torch.randint(0, len(CLASS_NAMES), (batch_size,), generator=generator)
-    return normalise(generate_clips(labels, generator)), labels
+    clips = generate_clips(labels, generator)
+    return normalise(add_pixel_noise(clips, generator) if noisy else clips), labels
+
+
+def add_pixel_noise(clips: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Independent Gaussian noise on every pixel of every frame, std ~ U(0, NOISE_MAX_STD), on a share
+    NOISE_SHARE of the clips; clamped to [0, 1]. Without it one grey level of frame-to-frame noise swings
+    the networks (their first layer takes frame differences)."""
+    batch = clips.shape[0]
+    std = torch.rand(batch, generator=generator) * NOISE_MAX_STD
+    std = torch.where(torch.rand(batch, generator=generator) < NOISE_SHARE, std, torch.zeros(batch))
+    noise = torch.randn(clips.shape, generator=generator) * std.view(batch, 1, 1, 1, 1)
+    return (clips + noise).clamp(0, 1)
 
 
 def train_networks(
-    networks: dict[str, nn.Module], seed: int, steps: int, batch_size: int, log: Callable[[str], None]
+    networks: dict[str, nn.Module], seed: int, steps: int, batch_size: int, log: Callable[[str], None],
+    noisy: bool = False,
 ) -> None:
     """Train every network in ``networks`` for ``steps`` steps on the same stream of batches."""
     generator = torch.Generator().manual_seed(seed)
@@ -58,7 +79,7 @@ def train_networks(
     running = {name: [0.0, 0.0] for name in networks}  # loss and accuracy since the last report
     start, report_every = time.perf_counter(), max(1, steps // 20)
     for step in range(1, steps + 1):
-        clips, labels = training_batch(batch_size, generator)
+        clips, labels = training_batch(batch_size, generator, noisy)
         for name, net in networks.items():
             net.train()
             logits = net(clips)
@@ -92,25 +113,37 @@ def per_class_accuracy(net: nn.Module, clips: torch.Tensor, labels: torch.Tensor
     return torch.zeros(len(CLASS_NAMES)).index_add_(0, labels, correct) / torch.bincount(labels).float()
 
 
-def run(seed: int, steps: int, batch_size: int, out: Path, per_class: int, log: Callable[[str], None]) -> dict:
-    """Train both networks, evaluate them on the held-out set, write the weights and ``training.json``."""
+def run(
+    seed: int, steps: int, batch_size: int, out: Path, per_class: int, log: Callable[[str], None],
+    only: tuple[str, ...] = tuple(NETWORKS),
+) -> dict:
+    """Train the networks named in ``only``, evaluate them on the held-out set, write their weights and
+    ``training.json``."""
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True)
-    networks = {"classifier": EmbeddedClassifier(), "verifier": EmbeddedVerifier()}
+    built = {name: build() for name, build in NETWORKS.items()}  # always all three: the same initial weights
     start = time.perf_counter()
-    train_networks(networks, seed, steps, batch_size, log)
+    shared = {name: built[name] for name in ("classifier", "verifier") if name in only}
+    if shared:
+        train_networks(shared, seed, steps, batch_size, log)
+    if "evaluator" in only:
+        train_networks({"evaluator": built["evaluator"]}, seed + EVALUATOR_STREAM_OFFSET, steps, batch_size, log,
+                       noisy=True)
     train_seconds = time.perf_counter() - start
     clips, labels = held_out_set(seed + HELD_OUT_SEED_OFFSET, per_class)
-    report = {
+    previous = out / "training.json"
+    report = json.loads(previous.read_text()) if previous.exists() and set(only) != set(NETWORKS) else {}
+    report.update({
         "seed": seed,
         "steps": steps,
         "batch_size": batch_size,
         "held_out": {"seed": seed + HELD_OUT_SEED_OFFSET, "clips": len(labels)},
         "pixel_mean": clips.mean((0, 2, 3, 4)).tolist(),
         "pixel_std": clips.transpose(0, 1).reshape(3, -1).std(1).tolist(),
-    }
+    })
     out.mkdir(parents=True, exist_ok=True)
-    for name, net in networks.items():
+    for name in only:
+        net = built[name]
         accuracy = per_class_accuracy(net, clips, labels)
         report[name] = {
             "parameters": sum(p.numel() for p in net.parameters()),
@@ -122,6 +155,7 @@ def run(seed: int, steps: int, batch_size: int, out: Path, per_class: int, log: 
         for class_name, value in zip(CLASS_NAMES, accuracy.tolist()):
             log(f"    {class_name:<26s} {value:.4f}")
     report["timing"] = {
+        "networks_trained": list(only),
         "train_seconds": round(train_seconds, 1),
         "total_seconds": round(time.perf_counter() - start, 1),
         "threads": torch.get_num_threads(),
@@ -140,8 +174,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--held-out-per-class", type=int, default=200, help="held-out clips per class")
+    parser.add_argument("--only", action="append", choices=list(NETWORKS),
+                        help="train only this network (repeat for several; default: all three)")
     args = parser.parse_args(argv)
-    run(args.seed, args.steps, args.batch_size, args.out, args.held_out_per_class, lambda line: print(line, flush=True))
+    only = tuple(args.only) if args.only else tuple(NETWORKS)
+    run(args.seed, args.steps, args.batch_size, args.out, args.held_out_per_class, lambda line: print(line, flush=True),
+        only)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,40 @@
+"""benchmarks/quality.py in its reduced setting: the machinery that produces the committed quality tables."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("quality")
+    command = [sys.executable, str(ROOT / "benchmarks" / "quality.py"), "--classes", "2", "--stimuli", "1",
+               "--steps", "2", "--runs", str(folder / "runs"), "--report", str(folder / "quality.md")]
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    return folder, (folder / "quality.md").read_text(), command
+
+
+def test_report_has_every_table_with_every_row(report):
+    _, text, _ = report
+    for table in ("Table 1: methods", "Table 2: priming distance", "Table 3: objective", "Table S2: priming layers"):
+        assert f"## {table}" in text
+    for label in ("3D DeepDream", "3D AM", "LEAPS", "L1", "cosine", "JVS", "L_prim + R_coh", "LEAPS (full)", "20%",
+                  "100%"):
+        assert f"| {label} | 2 |" in text
+    assert "Command: `python benchmarks/quality.py --classes 2" in text
+
+
+def test_figure_and_resumable_runs(report):
+    folder, text, command = report
+    assert (folder / "quality.png").stat().st_size > 0 and "(quality.png)" in text
+    results = sorted((folder / "runs").glob("*/stimuli_0/result.json"))
+    assert len(results) == 13
+    stamps = [path.stat().st_mtime_ns for path in results]
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=900)  # finished runs are skipped
+    assert rerun.returncode == 0
+    assert [path.stat().st_mtime_ns for path in results] == stamps
