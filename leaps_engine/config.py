@@ -76,6 +76,7 @@ EMBEDDED_PRESET = Preset(
 )
 PRESETS["embedded"] = EMBEDDED_PRESET
 PRESETS["embedded_verifier"] = dataclasses.replace(EMBEDDED_PRESET, verifier="embedded")
+PRESETS["embedded_evaluator"] = dataclasses.replace(EMBEDDED_PRESET, verifier="embedded")
 
 # Used for a registered model without a preset of its own.
 DEFAULT_PRESET = Preset(1.0, 0.2, 1e-3, verifier="x3d_s", source="generic default")

@@ -235,7 +235,8 @@ class ReferenceStep:
         coherence = objectives.temporal_coherence(taps[self.model.taps[-1]], self.config.coherence_margin)
         feature = objectives.feature_statistics_loss(bn_inputs) if bn_inputs else torch.zeros_like(ce)
         total = ce + priming + self.config.r * (coherence + feature)
-        return logits, {"total": total, "ce": ce, "priming": priming, "coherence": coherence, "feature": feature}
+        return logits, {"total": total, "ce": ce, "priming": priming, "coherence": coherence, "feature": feature,
+                        "prior": torch.zeros_like(ce)}
 
 
 class _PeakMemory:
