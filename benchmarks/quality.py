@@ -129,16 +129,16 @@ def _report(rows: list[dict], figure: Path, args: argparse.Namespace, seconds: f
         "# Synthesis quality on the embedded domain",
         "",
         f"Command: `{shlex.join(['python', 'benchmarks/quality.py', *sys.argv[1:]])}`  ",
-        f"{args.classes} classes x {args.stimuli} generated stimuli per setting, steps "
+        (f"{args.classes} classes x {args.stimuli} generated stimuli per setting, steps "
         f"{args.steps or 'of the preset'}; device {args.device}; torch {torch.__version__}; python "
-        f"{platform.python_version()}; {seconds / 60:.1f} min in all.  ",
-        f"Accuracies are top-1 in percent under the inverted model (m), the verifier (v, whose BatchNorm "
+        f"{platform.python_version()}; {seconds / 60:.1f} min in all.  "),
+        (f"Accuracies are top-1 in percent under the inverted model (m), the verifier (v, whose BatchNorm "
         f"statistics shape LEAPS's videos) and the independent evaluator (e, `{args.evaluator}`, never used in "
-        f"synthesis); IS is the Inception Score under m and v (mean ± std over splits).",
+        f"synthesis); IS is the Inception Score under m and v (mean ± std over splits)."),
     ]
     for table in dict.fromkeys(name for name, _, _ in SETTINGS):
-        lines += ["", f"## {table}", "", "| setting | n | top-1 m | top-1 v | top-1 e | IS m | IS v | "
-                  "PSNR / SSIM (consecutive frames) |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        lines += ["", f"## {table}", "", ("| setting | n | top-1 m | top-1 v | top-1 e | IS m | IS v | "
+                  "PSNR / SSIM (consecutive frames) |"), "|---|---:|---:|---:|---:|---:|---:|---:|"]
         for name, label, overrides in SETTINGS:
             if name == table:
                 row = by_setting[tuple({**BASE, **overrides}[key] for key in GROUP_KEYS)]

@@ -34,8 +34,8 @@ def main() -> None:
     labels = torch.arange(len(CLASS_NAMES)).repeat(args.per_class)
     clips = generate_clips(labels, generator)
     noises = {std: torch.randn(clips.shape, generator=generator) * std for std in NOISE_STDS}
-    lines = [f"> command: `{shlex.join(['python', 'benchmarks/robustness.py', *sys.argv[1:]])}`; "
-             f"{len(labels)} clips from generator seed {SEED}; torch {torch.__version__}", "",
+    lines = [(f"> command: `{shlex.join(['python', 'benchmarks/robustness.py', *sys.argv[1:]])}`; "
+             f"{len(labels)} clips from generator seed {SEED}; torch {torch.__version__}"), "",
              "| network | " + " | ".join(f"noise std {std}" for std in NOISE_STDS) + " |",
              "|---|" + "---:|" * len(NOISE_STDS)]
     for name in NETWORKS:

@@ -73,8 +73,8 @@ def _write_reports(out, model_name, verifier_name, verifier_weights, config, gri
         "steps": config.steps, "size": list(config.size), "seed": config.seed, "grid": grid, "command": command,
         "best": asdict(winner), "trials": [asdict(t) for t in trials],
     }
-    lines = [f"> command: {command}  ", f"> {model_name}, verifier {verifier_name}, {config.steps} steps, "
-             f"{'x'.join(map(str, config.size))}, seed {config.seed}", "",
+    lines = [f"> command: {command}  ", (f"> {model_name}, verifier {verifier_name}, {config.steps} steps, "
+             f"{'x'.join(map(str, config.size))}, seed {config.seed}"), "",
              "| lambda_first | lambda_last | r | verifier top-1 % | verifier p(target) | model top-1 % | s |",
              "|---:|---:|---:|---:|---:|---:|---:|"]
     for trial in sorted(trials, key=Trial.rank_key, reverse=True):

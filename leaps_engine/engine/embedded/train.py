@@ -27,8 +27,17 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from leaps_engine.engine.embedded.generator import CLASS_NAMES, PIXEL_MEAN, PIXEL_STD, generate_clips
-from leaps_engine.engine.embedded.networks import EmbeddedClassifier, EmbeddedEvaluator, EmbeddedVerifier
+from leaps_engine.engine.embedded.generator import (
+    CLASS_NAMES,
+    PIXEL_MEAN,
+    PIXEL_STD,
+    generate_clips,
+)
+from leaps_engine.engine.embedded.networks import (
+    EmbeddedClassifier,
+    EmbeddedEvaluator,
+    EmbeddedVerifier,
+)
 
 HELD_OUT_SEED_OFFSET = 10_000
 EVALUATOR_STREAM_OFFSET = 20_000
