@@ -124,17 +124,18 @@ def per_class_accuracy(net: nn.Module, clips: torch.Tensor, labels: torch.Tensor
 
 def run(
     seed: int, steps: int, batch_size: int, out: Path, per_class: int, log: Callable[[str], None],
-    only: tuple[str, ...] = tuple(NETWORKS),
+    only: tuple[str, ...] = tuple(NETWORKS), noisy: bool = False,
 ) -> dict:
     """Train the networks named in ``only``, evaluate them on the held-out set, write their weights and
-    ``training.json``."""
+    ``training.json``. ``noisy`` adds pixel noise to the classifier's and verifier's batches too (the
+    evaluator always has it)."""
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True)
     built = {name: build() for name, build in NETWORKS.items()}  # always all three: the same initial weights
     start = time.perf_counter()
     shared = {name: built[name] for name in ("classifier", "verifier") if name in only}
     if shared:
-        train_networks(shared, seed, steps, batch_size, log)
+        train_networks(shared, seed, steps, batch_size, log, noisy=noisy)
     if "evaluator" in only:
         train_networks({"evaluator": built["evaluator"]}, seed + EVALUATOR_STREAM_OFFSET, steps, batch_size, log,
                        noisy=True)
@@ -146,6 +147,7 @@ def run(
         "seed": seed,
         "steps": steps,
         "batch_size": batch_size,
+        "pixel_noise": {"evaluator": True, "classifier_and_verifier": noisy},
         "held_out": {"seed": seed + HELD_OUT_SEED_OFFSET, "clips": len(labels)},
         "pixel_mean": clips.mean((0, 2, 3, 4)).tolist(),
         "pixel_std": clips.transpose(0, 1).reshape(3, -1).std(1).tolist(),
@@ -185,10 +187,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--held-out-per-class", type=int, default=200, help="held-out clips per class")
     parser.add_argument("--only", action="append", choices=list(NETWORKS),
                         help="train only this network (repeat for several; default: all three)")
+    parser.add_argument("--noise", action="store_true",
+                        help="pixel-noise augmentation for the classifier and verifier too (not in the shipped weights)")
     args = parser.parse_args(argv)
     only = tuple(args.only) if args.only else tuple(NETWORKS)
     run(args.seed, args.steps, args.batch_size, args.out, args.held_out_per_class, lambda line: print(line, flush=True),
-        only)
+        only, args.noise)
 
 
 if __name__ == "__main__":
