@@ -150,3 +150,24 @@ def test_destination_is_a_folder(tmp_path):
     with pytest.raises(LeapsError, match="cannot write"):
         write_mp4(tmp_path / "out.mp4", smooth_video(2, 8, 8))
     assert sorted(os.listdir(tmp_path)) == ["out.mp4"]
+
+
+def test_the_engine_imports_without_pyav_and_video_files_then_name_it(tmp_path):
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "sys.modules['av'] = None  # as if PyAV were not installed\n"
+        "import torch, leaps_engine\n"
+        "from leaps_engine.engine import video_io\n"
+        "from leaps_engine.errors import LeapsError\n"
+        "try:\n"
+        f"    video_io.write_mp4({str(tmp_path / 'x.mp4')!r}, torch.rand(3, 2, 8, 8))\n"
+        "except LeapsError as error:\n"
+        "    print(error)\n"
+    )
+    finished = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False)
+    assert finished.returncode == 0, finished.stderr
+    assert "needs PyAV" in finished.stdout
+    assert not (tmp_path / "x.mp4").exists()

@@ -20,14 +20,18 @@ import re
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import av
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 from torch.nn import functional as F
 
 from leaps_engine.engine.adapters.base import InputSpec
+from leaps_engine.engine.video_io import pyav
+
+if TYPE_CHECKING:
+    import av
 from leaps_engine.errors import LeapsError, one_line
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".webm", ".mkv", ".gif", ".mov")
@@ -189,6 +193,7 @@ def _read_image(path: Path) -> torch.Tensor:
 
 def _decoded_frames(path: Path) -> Iterator[av.VideoFrame]:
     """Decode the first video stream of ``path``, turning PyAV errors into :class:`LeapsError`."""
+    av = pyav()
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
@@ -207,7 +212,7 @@ def _rgb(frame: av.VideoFrame, size: tuple[int, int] | None = None) -> np.ndarra
 
 
 def _video_fps(path: Path) -> float:
-    with av.open(str(path)) as container:
+    with pyav().open(str(path)) as container:
         stream = container.streams.video[0]
         rate = stream.average_rate or stream.guessed_rate
     return float(rate) if rate else 0.0

@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
@@ -62,11 +61,20 @@ def to_uint8_frames(video: torch.Tensor, scale: int = 1) -> np.ndarray:
     return frames.contiguous().numpy()
 
 
+def pyav():
+    """The PyAV module, imported on first use: the engine imports without it; video files need it."""
+    try:
+        import av
+    except ImportError:
+        raise LeapsError("reading or writing video files needs PyAV: pip install av") from None
+    return av
+
+
 def mp4_codec() -> str:
     """The first encoder of :data:`MP4_CODECS` that this PyAV build has."""
     for name in MP4_CODECS:
         try:
-            av.codec.Codec(name, "w")
+            pyav().codec.Codec(name, "w")
         except ValueError:  # av.codec.codec.UnknownCodecError
             continue
         return name
@@ -81,6 +89,7 @@ def write_mp4(path: str | Path, video: torch.Tensor, fps: float = 5, scale: int 
     frames = to_uint8_frames(video, scale)
     pad_h, pad_w = frames.shape[1] % 2, frames.shape[2] % 2
     frames = np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+    av = pyav()
     with atomic_path(path) as temporary:
         with av.open(str(temporary), "w", format="mp4") as container:
             stream = container.add_stream(mp4_codec(), rate=Fraction(fps).limit_denominator(1001))
