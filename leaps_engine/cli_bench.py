@@ -78,10 +78,12 @@ class _BenchLine:
 
 
 def _weights_for(name: str, weights: str) -> str:
-    """Latency does not depend on weight values: random weights unless the model ships its own."""
+    """``default`` is random weights (latency does not depend on their values), or the embedded models'
+    own; anything else is passed on."""
+    if weights != "default":
+        return weights
     entry = get_adapter_entry(name)
-    return entry.pretrained if weights == "default" and entry.family == "embedded" else (
-        "random" if weights == "default" else weights)
+    return entry.pretrained if entry.family == "embedded" else "random"
 
 
 def _verifier(model: VideoAdapter, choice: str, device: torch.device) -> VideoAdapter | None:

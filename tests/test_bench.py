@@ -8,7 +8,6 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from leaps_engine import create_adapter
 from leaps_engine.cli import main
 from leaps_engine.engine.latency import measure_latency
 
@@ -18,10 +17,6 @@ JSON_KEYS = {"model", "resolution", "batch", "backend", "dtype", "forward_ms", "
 def run_cli(*args):
     return CliRunner().invoke(main, [str(a) for a in args])
 
-
-@pytest.fixture(scope="module")
-def model():
-    return create_adapter("embedded")
 
 
 @pytest.mark.parametrize("backend", ["reference", "eager"])

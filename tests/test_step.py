@@ -4,7 +4,7 @@ and every kernel backend, dtype and memory format giving the same synthesis."""
 import pytest
 import torch
 
-from leaps_engine import SynthesisConfig, Target, create_adapter, synthesize
+from leaps_engine import SynthesisConfig, Target, synthesize
 from leaps_engine.config import Acceleration
 from leaps_engine.engine.embedded.generator import generate_stimulus
 from leaps_engine.engine.latency import ReferenceStep
@@ -15,15 +15,6 @@ from leaps_engine.kernels.registry import select_kernels, triton_problem
 SIZE = (4, 16, 16)
 TERMS = ("total", "ce", "priming", "coherence", "feature", "prior")
 
-
-@pytest.fixture(scope="module")
-def model():
-    return create_adapter("embedded")
-
-
-@pytest.fixture(scope="module")
-def verifier():
-    return create_adapter("embedded_verifier")
 
 
 def _config(**overrides):

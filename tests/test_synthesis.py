@@ -3,20 +3,10 @@
 import pytest
 import torch
 
-from leaps_engine import SynthesisConfig, Target, create_adapter, synthesize
+from leaps_engine import SynthesisConfig, Target, synthesize
 from leaps_engine.engine.embedded.generator import CLASS_NAMES, generate_stimulus
 from leaps_engine.engine.synthesis import CoherenceWarning, resolve_class
 from leaps_engine.errors import LeapsError
-
-
-@pytest.fixture(scope="module")
-def model():
-    return create_adapter("embedded")
-
-
-@pytest.fixture(scope="module")
-def verifier():
-    return create_adapter("embedded_verifier")
 
 
 def _config(**overrides):

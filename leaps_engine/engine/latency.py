@@ -33,6 +33,7 @@ from leaps_engine.engine.step import (
     to_verifier_space,
     verifier_bn_layers,
 )
+from leaps_engine.engine.synthesis import seconds_since
 from leaps_engine.errors import LeapsError
 
 BENCH_BACKENDS = ("reference", "eager", "compiled", "fused")
@@ -111,7 +112,7 @@ def measure_latency(
             _timed_iteration(step, video, optimizer, scaler, low, high, device)
             if on_iteration:
                 on_iteration()
-        row.warmup_s = round(_synchronized(device, started), 3)
+        row.warmup_s = round(seconds_since(started, device), 3)
 
         timings = []
         for _ in range(iters):
@@ -189,11 +190,6 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _synchronized(device: torch.device, started: float) -> float:
-    _sync(device)
-    return time.perf_counter() - started
-
-
 class ReferenceStep:
     """The step as the authors' loop runs it (see the module docstring); a context manager like the
     lean step. Weight gradients are switched on for its lifetime and switched off again on exit."""
@@ -203,7 +199,8 @@ class ReferenceStep:
         self.verifier = verifier
         self.config = config
         self.priming_taps = priming_taps(model, config)
-        self.weights = objectives.priming_weights(len(model.taps), config.lambda_first, config.lambda_last)
+        all_weights = objectives.priming_weights(len(model.taps), config.lambda_first, config.lambda_last)
+        self.weights = all_weights[: len(self.priming_taps)]
         self.stimulus_means = stimulus_means
         self.targets = targets
         self.bn_layers = verifier_bn_layers(verifier) if verifier is not None else []
@@ -231,7 +228,7 @@ class ReferenceStep:
         taps = dict(zip(tap_names, tap_values, strict=True))
         ce = objectives.cross_entropy(logits, self.targets)
         priming = objectives.priming_loss([taps[t] for t in self.priming_taps], self.stimulus_means,
-                                          self.weights[: len(self.priming_taps)], self.config.distance)
+                                          self.weights, self.config.distance)
         coherence = objectives.temporal_coherence(taps[self.model.taps[-1]], self.config.coherence_margin)
         feature = objectives.feature_statistics_loss(bn_inputs) if bn_inputs else torch.zeros_like(ce)
         total = ce + priming + self.config.r * (coherence + feature)

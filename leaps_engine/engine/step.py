@@ -71,7 +71,8 @@ class LeapsObjective:
         self.verifier = verifier if uses_feature else None
         self.config = config
         self.priming_taps = priming_taps(model, config)
-        self.weights = objectives.priming_weights(len(model.taps), config.lambda_first, config.lambda_last)
+        all_weights = objectives.priming_weights(len(model.taps), config.lambda_first, config.lambda_last)
+        self.weights = all_weights[: len(self.priming_taps)]
         self.stimulus_means = list(stimulus_means)
         self.targets = targets
         self.dtype = resolve_dtype(acceleration, device)
@@ -136,7 +137,7 @@ class LeapsObjective:
         taps = {name: to_canonical(self._tap_outputs[name]) for name in self._tap_names()}
         terms = {"priming": objectives.priming_loss(
             [taps[name] for name in self.priming_taps], self.stimulus_means,
-            self.weights[: len(self.priming_taps)], self.config.distance, self.kernels,
+            self.weights, self.config.distance, self.kernels,
         )}
         if self.config.objective in ("full", "prim+coh"):
             coherence_tap = taps[self.model.taps[-1]]

@@ -192,17 +192,19 @@ def synthesize(
             with torch.no_grad():
                 video.clamp_(low, high)
             target_probs = logits.detach().float().softmax(-1).gather(1, target_tensor[:, None])[:, 0]
-            detached = {term: value.detach().clone() for term, value in losses.items()}  # clone: graph-owned buffers
+            detached = {term: value.detach() for term, value in losses.items()}
+            if acceleration.cuda_graphs:  # the next replay overwrites the graph's output buffers
+                detached = {term: value.clone() for term, value in detached.items()}
             for term, value in (*detached.items(), ("target_prob", target_probs)):
                 history[term].append(value)  # kept on the device: no host sync per step
             if step == 1:
-                timing["first_step_s"] = _elapsed(started, device)
+                timing["first_step_s"] = seconds_since(started, device)
                 started = time.perf_counter()
             state = StepState(step, config.steps, detached, target_probs, video, model.spec.denormalize)
             for callback in callbacks:
                 callback(state)
         if config.steps > 1:
-            timing["steps_per_s"] = (config.steps - 1) / _elapsed(started, device)
+            timing["steps_per_s"] = (config.steps - 1) / seconds_since(started, device)
         kernels = objective.kernels.backend
 
     final = video.detach()
@@ -285,7 +287,7 @@ def _augment(video: torch.Tensor, config: SynthesisConfig, generators: list[torc
     return torch.stack(shifted)
 
 
-def _elapsed(started: float, device: torch.device) -> float:
+def seconds_since(started: float, device: torch.device) -> float:
     """Seconds since ``started``, after the device has finished its queued work."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)

@@ -20,22 +20,30 @@ in another; with the re-coding both pass 85% training accuracy within 150 steps.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
 
 from leaps_engine.engine.embedded.generator import CLASS_NAMES
 
 
-def conv_bn_relu(
-    in_channels: int, out_channels: int, kernel: tuple[int, int, int], stride: tuple[int, int, int]
+def conv_norm_relu(
+    in_channels: int, out_channels: int, kernel: tuple[int, int, int], stride: tuple[int, int, int],
+    norm: Callable[[int], nn.Module] = nn.BatchNorm3d,
 ) -> nn.Sequential:
-    """Conv3d (padded to keep the size at stride 1) -> BatchNorm3d -> ReLU."""
+    """Conv3d (padded to keep the size at stride 1) -> ``norm(out_channels)`` (BatchNorm3d) -> ReLU."""
     padding = tuple(k // 2 for k in kernel)
     return nn.Sequential(
         nn.Conv3d(in_channels, out_channels, kernel, stride, padding, bias=False),
-        nn.BatchNorm3d(out_channels),
+        norm(out_channels),
         nn.ReLU(),
     )
+
+
+def group_norm(channels: int) -> nn.GroupNorm:
+    """GroupNorm with 8 groups, the evaluator's normalisation."""
+    return nn.GroupNorm(8, channels)
 
 
 class TemporalDelta(nn.Module):
@@ -51,10 +59,10 @@ class EmbeddedClassifier(nn.Module):
     def __init__(self, num_classes: int = len(CLASS_NAMES)):
         super().__init__()
         self.delta = TemporalDelta()
-        self.stem = conv_bn_relu(3, 16, (3, 5, 5), (1, 2, 2))
-        self.block1 = conv_bn_relu(16, 32, (3, 3, 3), (1, 2, 2))
-        self.block2 = conv_bn_relu(32, 64, (3, 3, 3), (2, 2, 2))
-        self.block3 = conv_bn_relu(64, 96, (3, 3, 3), (1, 1, 1))
+        self.stem = conv_norm_relu(3, 16, (3, 5, 5), (1, 2, 2))
+        self.block1 = conv_norm_relu(16, 32, (3, 3, 3), (1, 2, 2))
+        self.block2 = conv_norm_relu(32, 64, (3, 3, 3), (2, 2, 2))
+        self.block3 = conv_norm_relu(64, 96, (3, 3, 3), (1, 1, 1))
         self.pool = nn.AdaptiveAvgPool3d(1)
         self.head = nn.Linear(96, num_classes)
 
@@ -72,7 +80,7 @@ class FactorisedResidualBlock(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, stride: tuple[int, int, int]):
         super().__init__()
-        self.spatial = conv_bn_relu(in_channels, out_channels, (1, 3, 3), (1, stride[1], stride[2]))
+        self.spatial = conv_norm_relu(in_channels, out_channels, (1, 3, 3), (1, stride[1], stride[2]))
         self.temporal = nn.Conv3d(out_channels, out_channels, (3, 1, 1), (stride[0], 1, 1), (1, 0, 0), bias=False)
         self.temporal_bn = nn.BatchNorm3d(out_channels)
         self.shortcut: nn.Module = nn.Identity()
@@ -94,8 +102,8 @@ class EmbeddedVerifier(nn.Module):
         super().__init__()
         self.delta = TemporalDelta()
         self.stem = nn.Sequential(
-            conv_bn_relu(3, 24, (1, 3, 3), (1, 2, 2)),
-            conv_bn_relu(24, 24, (3, 1, 1), (1, 1, 1)),
+            conv_norm_relu(3, 24, (1, 3, 3), (1, 2, 2)),
+            conv_norm_relu(24, 24, (3, 1, 1), (1, 1, 1)),
         )
         self.block1 = FactorisedResidualBlock(24, 40, (1, 2, 2))
         self.block2 = FactorisedResidualBlock(40, 64, (2, 2, 2))
@@ -108,18 +116,6 @@ class EmbeddedVerifier(nn.Module):
         return self.head(self.pool(features).flatten(1))
 
 
-def conv_gn_relu(
-    in_channels: int, out_channels: int, kernel: tuple[int, int, int], stride: tuple[int, int, int]
-) -> nn.Sequential:
-    """Conv3d (padded to keep the size at stride 1) -> GroupNorm (8 groups) -> ReLU."""
-    padding = tuple(k // 2 for k in kernel)
-    return nn.Sequential(
-        nn.Conv3d(in_channels, out_channels, kernel, stride, padding, bias=False),
-        nn.GroupNorm(8, out_channels),
-        nn.ReLU(),
-    )
-
-
 class EmbeddedEvaluator(nn.Module):
     """3D CNN with GroupNorm and global max pooling: 8x32^2 -> 24x8x16^2 -> 48x8x8^2 -> 64x4x4^2 -> 96x4x4^2
     -> max -> linear. Trained with pixel noise (see ``train.py``), so noise alone does not sway it.
@@ -130,10 +126,10 @@ class EmbeddedEvaluator(nn.Module):
     def __init__(self, num_classes: int = len(CLASS_NAMES)):
         super().__init__()
         self.delta = TemporalDelta()
-        self.stem = conv_gn_relu(3, 24, (3, 5, 5), (1, 2, 2))
-        self.block1 = conv_gn_relu(24, 48, (3, 3, 3), (1, 2, 2))
-        self.block2 = conv_gn_relu(48, 64, (3, 3, 3), (2, 2, 2))
-        self.block3 = conv_gn_relu(64, 96, (3, 3, 3), (1, 1, 1))
+        self.stem = conv_norm_relu(3, 24, (3, 5, 5), (1, 2, 2), group_norm)
+        self.block1 = conv_norm_relu(24, 48, (3, 3, 3), (1, 2, 2), group_norm)
+        self.block2 = conv_norm_relu(48, 64, (3, 3, 3), (2, 2, 2), group_norm)
+        self.block3 = conv_norm_relu(64, 96, (3, 3, 3), (1, 1, 1), group_norm)
         self.head = nn.Linear(96, num_classes)
 
     def forward(self, video: Tensor) -> Tensor:  # [B, 3, T, H, W] -> [B, K]
