@@ -110,6 +110,9 @@ def main() -> None:
 @click.option("--cuda-graphs", is_flag=True, help="Capture the compiled step in CUDA graphs (CUDA only; implies --compile).")
 @click.option("--kernels", type=click.Choice(["auto", "triton", "compile", "eager"]), default="auto", show_default=True,
               help="JVS priming and BN-statistics loss kernels: auto tries triton (CUDA), then compile, then eager.")
+@click.option("--forward-backend", type=click.Choice(["torch", "onnxruntime", "tensorrt"]), default="torch",
+              show_default=True, help="Backend of the forward-only pass over the stimuli (their priming features): torch, or an ONNX "
+                   "export run by onnxruntime or tensorrt (float16 on CUDA), checked against torch on first use.")
 def synthesize(**options: object) -> None:
     """Synthesize one video per target class by inverting a model primed with a stimulus.
 
@@ -130,7 +133,12 @@ def synthesize(**options: object) -> None:
 @click.option("--size", "sizes", multiple=True, metavar="TxHxW",
               help="Size of x*; repeat (default: 8x182x182, 8x224x224, 16x224x224, as the paper's Table 4).")
 @click.option("--backend", "backends", multiple=True, type=click.Choice(["reference", "eager", "compiled", "fused"]),
-              help="Step implementation; repeat (default: all four; fused needs CUDA).")
+              help="Step implementation; repeat (default: all four, or none when only --forward-backend is given; "
+                   "fused needs CUDA).")
+@click.option("--forward-backend", "forward_backends", multiple=True,
+              type=click.Choice(["torch", "onnxruntime", "tensorrt"]),
+              help="Also time forward-only passes (logits, no gradients) with this backend; repeat (e.g. torch and "
+                   "onnxruntime). Rows a backend cannot run here are marked skipped.")
 @click.option("--batch", type=int, default=1, show_default=True, help="Videos per step.")
 @click.option("--iters", type=int, default=20, show_default=True, help="Timed iterations per row.")
 @click.option("--warmup", type=int, default=3, show_default=True, help="Untimed iterations first (compilation included).")
@@ -151,8 +159,9 @@ def bench(**options: object) -> None:
 
     Backends: reference (like the authors' code: eager, weight gradients on, hooks, the verifier as a second
     pass, float16 autocast on CUDA), eager (the lean step), compiled (lean + torch.compile), fused (compiled
-    + Triton loss kernels). `--format json` prints one object per row with model, resolution, batch, backend,
-    dtype, forward_ms, backward_ms, step_ms and peak_mem_mb (medians).
+    + Triton loss kernels). --forward-backend adds forward-only rows (logits without gradients: torch,
+    onnxruntime, tensorrt) in a table of their own. `--format json` prints one object per row with model,
+    resolution, batch, backend, dtype, forward_ms, backward_ms, step_ms, peak_mem_mb (medians) and forward_only.
     """
     from leaps_engine.cli_bench import run_bench
     from leaps_engine.cli_synthesize import check_device
@@ -161,7 +170,7 @@ def bench(**options: object) -> None:
     with _user_errors():
         options["models"] = options["models"] or (EMBEDDED_MODEL,)
         options["sizes"] = [_parse_size(size) for size in options["sizes"]] or list(TABLE4_SIZES)
-        options["backends"] = options["backends"] or BENCH_BACKENDS
+        options["backends"] = options["backends"] or (() if options["forward_backends"] else BENCH_BACKENDS)
         options["device"] = check_device(options["device"])
         run_bench(**options)
 
@@ -200,6 +209,36 @@ def tune(**options: object) -> None:
 
 
 @main.command()
+@click.argument("model_name", default=EMBEDDED_MODEL, metavar="[MODEL]")
+@click.option("--format", "export_format", type=click.Choice(["onnx", "aoti"]), default="onnx", show_default=True,
+              help="onnx (dynamo exporter, for ONNX Runtime and TensorRT) or aoti (an AOTInductor .pt2 package for "
+                   "the native runner).")
+@click.option("--size", default=None, metavar="TxHxW",
+              help="Video size; the graph takes the model's input size for it (default: the preset's size).")
+@click.option("--out", default=None, type=click.Path(), help="File to write (default: MODEL-TxHxW.onnx or .pt2).")
+@click.option("--weights", default=None, help="Model weights, as in synthesize.")
+@click.option("--taps/--no-taps", default=False, show_default=True,
+              help="Also output every tap's channel means [B, C] (the priming features) as tap0, tap1, ...")
+@click.option("--dtype", type=click.Choice(["float32", "float16", "bfloat16"]), default="float32", show_default=True,
+              help="Precision of the exported graph (ONNX; half precision is checked by cosine >= 0.99).")
+@click.option("--max-batch", type=click.IntRange(min=2), default=64, show_default=True,
+              help="Largest batch the graph accepts (the batch is dynamic from 1).")
+@click.option("--opset", type=click.IntRange(min=18), default=20, show_default=True, help="ONNX opset.")
+def export(**options: object) -> None:
+    """Export MODEL (default: the embedded model) as one static graph per size with a dynamic batch.
+
+    The graph is checked against eager torch (ONNX: the ONNX checker, then ONNX Runtime on the CPU; AOTI: the
+    loaded package) at batch 2 and 1, and is not written if any output differs (float32: allclose; half
+    precision: cosine < 0.99). A JSON sidecar (OUT.json) records the input spec, outputs, versions and figures.
+    """
+    from leaps_engine.cli_export import run_export
+
+    with _user_errors():
+        options["size"] = _parse_size(options["size"])
+        run_export(**options)
+
+
+@main.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(), metavar="PATH...")
 @click.option("--evaluator", default=None, metavar="NAME",
               help="Also score every clip with this network (any of `leaps-engine models`, e.g. x3d_m).")
@@ -210,6 +249,9 @@ def tune(**options: object) -> None:
               help="Inception Score splits (each holds at least as many videos as there are classes).")
 @click.option("--format", "output_format", type=click.Choice(["md", "csv", "json"]), default="md", show_default=True)
 @click.option("--out", default=None, type=click.Path(), help="Also write the table to this file.")
+@click.option("--forward-backend", type=click.Choice(["torch", "onnxruntime", "tensorrt"]), default="torch",
+              show_default=True, help="Backend that runs the scoring networks: torch, or an ONNX export run by onnxruntime or "
+                   "tensorrt (float16 on CUDA), checked against torch on first use.")
 @click.option("--group-by", default="model,method,objective,distance,priming_layers,verifier", metavar="KEYS",
               help="Comma-separated result.json keys to group runs by: model, verifier or any config field "
                    "(default: model, method, objective, distance, priming_layers, verifier).")

@@ -24,15 +24,16 @@ from tqdm import tqdm
 from leaps_engine.config import Acceleration, preset_for
 from leaps_engine.engine import video_io
 from leaps_engine.engine.adapters import VideoAdapter, create_adapter, get_adapter_entry
-from leaps_engine.engine.latency import BenchRow, backend_problem, measure_latency
+from leaps_engine.engine.latency import BenchRow, backend_problem, measure_forward_latency, measure_latency
 from leaps_engine.engine.step import resolve_dtype
 from leaps_engine.errors import LeapsError
+from leaps_engine.export.backends import create_forward_backend, forward_problem
 
 
 def run_bench(
     *, models: tuple[str, ...], sizes: list[tuple[int, int, int]], backends: tuple[str, ...], batch: int,
     iters: int, warmup: int, dtype: str, device: torch.device, weights: str, verifier_choice: str,
-    output_format: str, out: str | None,
+    output_format: str, out: str | None, forward_backends: tuple[str, ...] = (),
 ) -> None:
     """Run ``leaps-engine bench`` with parsed options (see ``leaps-engine bench --help``)."""
     if batch < 1 or iters < 1 or warmup < 0:
@@ -42,19 +43,28 @@ def run_bench(
             _check_size(name, size)
     lean_dtype = str(resolve_dtype(Acceleration(dtype=dtype), device)).removeprefix("torch.")
     measured = [b for b in backends if backend_problem(b, device) is None]
-    progress = tqdm(total=len(models) * len(sizes) * len(measured) * (warmup + iters), desc="benchmarking",
-                    unit="iter", dynamic_ncols=True, file=sys.stderr)
+    problems = {kind: forward_problem(kind, device, lean_dtype) for kind in forward_backends}
+    forward_measured = [kind for kind, problem in problems.items() if problem is None]
+    total = len(models) * len(sizes) * (len(measured) * (warmup + iters) + len(forward_measured) * (max(1, warmup) + iters))
+    progress = tqdm(total=total, desc="benchmarking", unit="iter", dynamic_ncols=True, file=sys.stderr)
     rows = []
     try:
         for name in models:
             model = create_adapter(name, weights=_weights_for(name, weights), device=device)
             verifier = _verifier(model, verifier_choice, device)
+            forwards = {kind: create_forward_backend(kind, model, dtype=lean_dtype, weights=_weights_for(name, weights))
+                        for kind in forward_measured}
             for size in sizes:
                 for backend in backends:
                     progress.set_postfix(model=name, size="x".join(map(str, size)), backend=backend)
                     row = measure_latency(model, verifier, size, batch, backend, lean_dtype, iters, warmup,
                                           on_iteration=lambda: progress.update(1))
                     rows.append(_BenchLine(row, _model_input(model, size), verifier))
+                for kind in forward_backends:
+                    progress.set_postfix(model=name, size="x".join(map(str, size)), backend=kind)
+                    row = measure_forward_latency(forwards.get(kind), model, kind, size, batch, lean_dtype, iters,
+                                                  warmup, problems[kind], on_iteration=lambda: progress.update(1))
+                    rows.append(_BenchLine(row, _model_input(model, size), None))
     finally:
         progress.close()
     text = _render(rows, output_format, _header(device, lean_dtype, batch, iters, warmup))
@@ -72,6 +82,8 @@ class _BenchLine:
         self.row = row
         self.model_input = model_input
         self.verifier = "none" if verifier is None else ("self" if verifier.name == row.model else verifier.name)
+        if row.forward_only:
+            self.verifier = "-"
 
     def as_dict(self) -> dict:
         return {**asdict(self.row), "model_input": self.model_input, "verifier": self.verifier}
@@ -157,11 +169,27 @@ def _render(lines: list[_BenchLine], output_format: str, header: list[str]) -> s
 
 
 def _markdown(lines: list[_BenchLine], header: list[str]) -> str:
-    """Table 4 layout: per model and resolution, forward and backprop latency per backend."""
-    reference = {(ln.row.model, ln.row.resolution): ln.row.step_ms for ln in lines
-                 if ln.row.backend == "reference" and ln.row.step_ms}
+    """Table 4 layout: per model and resolution, forward and backprop latency per backend; then the
+    forward-only backends, if any, in a table of their own."""
     out = [f"> {text}  " for text in header]
-    out += ["", ("| model | x* size (model input) | verifier | backend | dtype | forward ms | backprop ms | "
+    steps = [line for line in lines if not line.row.forward_only]
+    forwards = [line for line in lines if line.row.forward_only]
+    if steps:
+        out += _step_table(steps)
+    if forwards:
+        out += _forward_table(forwards)
+    return "\n".join(out) + "\n"
+
+
+def _baseline(lines: list[_BenchLine], backend: str, field: str) -> dict[tuple[str, str], float]:
+    """``field`` of the ``backend`` row per (model, resolution): what the speed-up column divides."""
+    return {(ln.row.model, ln.row.resolution): getattr(ln.row, field) for ln in lines
+            if ln.row.backend == backend and getattr(ln.row, field)}
+
+
+def _step_table(lines: list[_BenchLine]) -> list[str]:
+    reference = _baseline(lines, "reference", "step_ms")
+    out = ["", ("| model | x* size (model input) | verifier | backend | dtype | forward ms | backprop ms | "
                  "step ms (p10-p90) | it/s | peak MB | warm-up s | speed-up |"),
             "|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for line in lines:
@@ -181,4 +209,27 @@ def _markdown(lines: list[_BenchLine], header: list[str]) -> str:
     out.append("forward: x* to every loss term; backprop: the input gradient; step: forward + backprop + Adam "
                "update; medians. Peak memory: CUDA peak allocated over two extra iterations (not measured on "
                "the CPU). Speed-up: reference step time / this step time.")
-    return "\n".join(out) + "\n"
+    return out
+
+
+def _forward_table(lines: list[_BenchLine]) -> list[str]:
+    """Forward-only passes (scoring, stimulus features) per forward backend, against torch's."""
+    torch_ms = _baseline(lines, "torch", "forward_ms")
+    out = ["", ("| model | video size (model input) | forward backend | dtype | forward ms (p10-p90) | clips/s | "
+                "warm-up s | speed-up vs torch |"),
+           "|---|---|---|---|---:|---:|---:|---:|"]
+    for line in lines:
+        row = line.row
+        size = f"{row.resolution} ({line.model_input})"
+        if row.skipped:
+            out.append(f"| {row.model} | {size} | {row.backend} | {row.dtype} | skipped: {row.skipped} | | | |")
+            continue
+        base = torch_ms.get((row.model, row.resolution))
+        speedup = f"{base / row.forward_ms:.2f}x" if base else "-"
+        out.append(f"| {row.model} | {size} | {row.backend} | {row.dtype} | {row.forward_ms:.1f} "
+                   f"({row.forward_p10_ms:.1f}-{row.forward_p90_ms:.1f}) | {row.batch * row.iters_per_s:.1f} | "
+                   f"{row.warmup_s:.1f} | {speedup} |")
+    out.append("")
+    out.append("forward-only: logits of the batch without gradients (what scoring and stimulus features run); "
+               "warm-up includes the ONNX export or engine build and the check against eager; medians.")
+    return out

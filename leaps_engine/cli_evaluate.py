@@ -28,7 +28,8 @@ import torch
 from tqdm import tqdm
 
 from leaps_engine.engine import metrics, video_io
-from leaps_engine.engine.adapters import VideoAdapter, create_adapter, get_adapter_entry
+from leaps_engine.engine.adapters import create_adapter, get_adapter_entry
+from leaps_engine.export.backends import FORWARD_BACKENDS, ForwardBackend, create_forward_backend
 from leaps_engine.errors import LeapsError, close_names, one_line
 
 RESULT_FILE = "result.json"
@@ -60,6 +61,7 @@ def run_evaluate(
     *, paths: Sequence[str], evaluator: str | None = None, evaluator_weights: str | None = None,
     device: str = "cpu", batch_size: int = 16, splits: int = 10, output_format: str = "md",
     out: str | None = None, group_by: str | Sequence[str] | None = None, command: str | None = None,
+    forward_backend: str = "torch",
 ) -> list[dict]:
     """Run ``leaps-engine evaluate``: print the table (and write it to ``out``); return the group dicts."""
     from leaps_engine.cli_synthesize import check_device
@@ -78,19 +80,22 @@ def run_evaluate(
     keys = _parse_group_by(group_by)
     runs = [_load_run(path) for path in find_result_files(paths)]
     _check_group_keys(runs, keys)
-    cache: dict[tuple[str, str], VideoAdapter] = {}
-    judge = None if evaluator is None else _adapter(cache, evaluator, evaluator_weights, torch_device)
+    if forward_backend not in FORWARD_BACKENDS:
+        raise LeapsError(f"unknown forward backend {forward_backend!r}; use one of {', '.join(FORWARD_BACKENDS)}")
+    cache = NetworkCache(torch_device, forward_backend)
+    judge = None if evaluator is None else cache.get(evaluator, evaluator_weights)
     groups: dict[tuple, GroupScores] = {}
     with tqdm(total=sum(len(run.summary["clips"]) for run in runs), desc="evaluating", unit="clip") as progress:
         for run in runs:
-            networks = {**_run_networks(run, cache, torch_device), "evaluator": judge}
+            networks = {**_run_networks(run, cache), "evaluator": judge}
             group = groups.setdefault(tuple(_key_value(run.summary, key) for key in keys), GroupScores())
             _score_run(run, networks, group, batch_size, torch_device, progress)
     rows = [{**dict(zip(keys, key, strict=True)), **_summarize(scores, splits, evaluator)}
             for key, scores in groups.items()]
     command = command or shlex.join(["leaps-engine", "evaluate", *map(str, paths)])
     judged_by = f"{evaluator} ({evaluator_weights} weights)" if evaluator else "none"
-    text = format_rows(rows, keys, output_format, f"evaluator {judged_by}, device {torch_device}, command: {command}")
+    header = f"evaluator {judged_by}, device {torch_device}, forward backend {forward_backend}, command: {command}"
+    text = format_rows(rows, keys, output_format, header)
     click.echo(text, nl=False)
     if out is not None:
         with video_io.atomic_path(out) as temporary:
@@ -195,15 +200,27 @@ def _key_value(summary: dict, key: str) -> object:
     return "x".join(map(str, value)) if isinstance(value, list) else value
 
 
-def _adapter(cache: dict, name: str, weights: str | None, device: torch.device) -> VideoAdapter:
-    """The adapter ``name`` with ``weights`` (default: pretrained), built once per (name, weights)."""
-    weights = weights or get_adapter_entry(name).pretrained
-    if (name, weights) not in cache:
-        cache[name, weights] = create_adapter(name, weights=weights, device=device)
-    return cache[name, weights]
+class NetworkCache:
+    """Each scoring network, built once per (name, weights) and run through the chosen forward backend."""
+
+    def __init__(self, device: torch.device, forward_backend: str):
+        self.device = device
+        self.forward_backend = forward_backend
+        self.networks: dict[tuple[str, str], ForwardBackend] = {}
+
+    def __contains__(self, key: tuple[str, str]) -> bool:
+        return key in self.networks
+
+    def get(self, name: str, weights: str | None) -> ForwardBackend:
+        """The network ``name`` with ``weights`` (default: pretrained)."""
+        weights = weights or get_adapter_entry(name).pretrained
+        if (name, weights) not in self.networks:
+            adapter = create_adapter(name, weights=weights, device=self.device)
+            self.networks[name, weights] = create_forward_backend(self.forward_backend, adapter, weights=weights)
+        return self.networks[name, weights]
 
 
-def _run_networks(run: Run, cache: dict, device: torch.device) -> dict[str, VideoAdapter]:
+def _run_networks(run: Run, cache: NetworkCache) -> dict[str, ForwardBackend]:
     """The run's model and (if any) verifier, re-created from the names and weights in its result.json."""
     networks = {}
     for role in ("model", "verifier"):
@@ -211,7 +228,7 @@ def _run_networks(run: Run, cache: dict, device: torch.device) -> dict[str, Vide
             name, weights = run.summary[role]["name"], run.summary[role].get("weights")
             if weights == "random" and (name, weights) not in cache:
                 warnings.warn(f"{run.path}: the {role} {name} had random weights, which cannot be re-created")
-            networks[role] = _adapter(cache, name, weights, device)
+            networks[role] = cache.get(name, weights)
     return networks
 
 
@@ -229,7 +246,7 @@ def _score_run(run: Run, networks: dict, scores: GroupScores, batch_size: int, d
             if network is not None:
                 names = [clip["target_class"] for clip in batch]
                 scores.probs[role].append(_probabilities(network, videos))
-                scores.targets[role].append(_target_indices(names, network.spec.class_names))
+                scores.targets[role].append(_target_indices(names, network.adapter.spec.class_names))
         _add_frame_scores(scores, "synthesized", videos)
         for clip in batch:
             if clip.get("stimulus_tensor"):
@@ -250,10 +267,9 @@ def _load_video(result_file: Path, relative: str) -> torch.Tensor:
     return video.float()
 
 
-@torch.no_grad()
-def _probabilities(network: VideoAdapter, videos: torch.Tensor) -> torch.Tensor:
+def _probabilities(network: ForwardBackend, videos: torch.Tensor) -> torch.Tensor:
     """Softmax ``[B, K]`` (on the CPU) of ``network`` on pixels ``[B, 3, T, H, W]``; the adapter resizes."""
-    return network(network.spec.normalize(videos)).float().softmax(-1).cpu()
+    return network.logits(network.adapter.spec.normalize(videos)).softmax(-1).cpu()
 
 
 def _target_indices(names: list[str], class_names: Sequence[str]) -> torch.Tensor:

@@ -37,6 +37,7 @@ from leaps_engine.engine.stimulus import expand_stimulus
 from leaps_engine.engine.step import check_acceleration, resolve_dtype
 from leaps_engine.engine.synthesis import StepState, SynthesisResult, Target, resolve_class, synthesize
 from leaps_engine.errors import LeapsError
+from leaps_engine.export.backends import create_forward_backend
 
 DISPLAY_MIN_SIDE = 192  # small clips are upscaled (nearest) to at least this many pixels for viewing
 RESULT_FILE = "result.json"
@@ -49,7 +50,7 @@ def run_synthesis(
     priming_layers: float | None, method: str | None, objective: str | None, verifier_name: str | None,
     verifier_weights: str | None,
     snapshots: list[int], fps: int, dtype: str, channels_last: bool, compile_step: bool, cuda_graphs: bool,
-    kernels: str,
+    kernels: str, forward_backend: str = "torch",
 ) -> None:
     """Run ``leaps-engine synthesize`` with the parsed options (see ``leaps-engine synthesize --help``)."""
     torch_device = check_device(device)
@@ -69,7 +70,7 @@ def run_synthesis(
     prepare_out_dir(out)
     try:
         _run_and_write(model_name, weights, targets, stimulus_labels, config, acceleration, verifier_name,
-                       verifier_weights, torch_device, out, snapshots, fps)
+                       verifier_weights, torch_device, out, snapshots, fps, forward_backend)
     except BaseException:
         if created and out.is_dir() and not any(out.iterdir()):
             out.rmdir()  # leave nothing behind for a run that failed before writing anything
@@ -77,9 +78,10 @@ def run_synthesis(
 
 
 def _run_and_write(model_name, weights, targets, stimulus_labels, config, acceleration, verifier_name,
-                   verifier_weights, torch_device, out, snapshots, fps) -> None:
+                   verifier_weights, torch_device, out, snapshots, fps, forward_backend) -> None:
     entry = get_adapter_entry(model_name)
     model = create_adapter(model_name, weights=weights, device=torch_device)
+    forward = create_forward_backend(forward_backend, model, weights=str(weights or entry.pretrained))
     verifier, verifier_weights = build_verifier(model, weights, verifier_name, verifier_weights, torch_device)
     names = model.spec.class_names
     clip_dirs = [out / f"clip_{i:02d}_{_slug(names[t.label])}" for i, t in enumerate(targets)]
@@ -93,7 +95,7 @@ def _run_and_write(model_name, weights, targets, stimulus_labels, config, accele
     started = time.perf_counter()
     try:
         result = synthesize(model, targets, verifier=verifier, config=config, callbacks=[progress, snapshot_writer],
-                            acceleration=acceleration)
+                            acceleration=acceleration, forward_backend=forward)
     finally:
         progress.close()
     seconds = time.perf_counter() - started
@@ -101,7 +103,7 @@ def _run_and_write(model_name, weights, targets, stimulus_labels, config, accele
     clips = [_write_clip(result, i, clip_dirs[i], out, fps, stimulus_labels[i], snapshot_writer.paths[i])
              for i in range(len(targets))]
     summary = _summary(model, weights or entry.pretrained, verifier, verifier_weights, config, acceleration, result,
-                       clips, seconds, torch_device)
+                       clips, seconds, torch_device, forward.name)
     with video_io.atomic_path(out / RESULT_FILE) as tmp:
         Path(tmp).write_text(json.dumps(summary, indent=2))
     _print_report(clips, seconds, result.timing, out)
@@ -266,13 +268,13 @@ def _write_clip(result: SynthesisResult, index: int, clip_dir: Path, out: Path, 
 
 def _summary(model: VideoAdapter, model_weights: str, verifier: VideoAdapter | None, verifier_weights: str | None,
              config: SynthesisConfig, acceleration: Acceleration, result: SynthesisResult, clips: list[dict],
-             seconds: float, device: torch.device) -> dict:
+             seconds: float, device: torch.device, forward_backend: str) -> dict:
     return {
         "model": {"name": model.name, "weights": model_weights},
         "verifier": None if verifier is None else {"name": verifier.name, "weights": verifier_weights},
         "config": {**asdict(config), "size": list(config.size), "betas": list(config.betas)},
         "acceleration": {**asdict(acceleration), "dtype": str(resolve_dtype(acceleration, device)).removeprefix("torch."),
-                         "kernels_selected": result.kernels},
+                         "kernels_selected": result.kernels, "forward_backend": forward_backend},
         "timing": {key: round(value, 4) for key, value in result.timing.items()},
         "priming_taps": result.taps,
         "coherence_tap": result.coherence_tap,

@@ -3,7 +3,8 @@
 Without a CUDA device the Triton kernels run through Triton's CPU interpreter. Triton reads
 ``TRITON_INTERPRET`` when a kernel is decorated (on import of ``leaps_engine.kernels``), so this has
 to be set before any test module imports ``leaps_engine``; an explicit setting is kept. The shared
-``model`` and ``verifier`` fixtures import it lazily for the same reason.
+``model`` and ``verifier`` fixtures import it lazily for the same reason. Exported graphs and engines are
+cached in a folder of the test session, never in the user's cache.
 """
 
 import os
@@ -29,3 +30,12 @@ def verifier():
     from leaps_engine import create_adapter
 
     return create_adapter("embedded_verifier")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def export_cache(tmp_path_factory):
+    """Point ``LEAPS_ENGINE_CACHE`` at a folder of this session (one ONNX export per graph for all tests)."""
+    folder = tmp_path_factory.mktemp("leaps-engine-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LEAPS_ENGINE_CACHE", str(folder))
+        yield folder

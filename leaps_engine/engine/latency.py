@@ -11,7 +11,8 @@ Backends:
 * ``fused``: the compiled lean step with the Triton loss kernels (CUDA only).
 
 One iteration is forward (x* -> every loss term), backward (input gradient), and the Adam update with
-the pixel clamp. Each phase is timed between device synchronisations; warm-up (and compilation) is
+the pixel clamp. :func:`measure_forward_latency` times the forward-only work instead (logits of a batch,
+no gradients) through a forward backend: torch, ONNX Runtime or TensorRT. Each phase is timed between device synchronisations; warm-up (and compilation) is
 timed separately and never mixed into the figures; peak memory is taken over two more iterations.
 """
 
@@ -35,6 +36,7 @@ from leaps_engine.engine.step import (
 )
 from leaps_engine.engine.synthesis import seconds_since
 from leaps_engine.errors import LeapsError
+from leaps_engine.export.backends import ForwardBackend
 
 BENCH_BACKENDS = ("reference", "eager", "compiled", "fused")
 TABLE4_SIZES = ((8, 182, 182), (8, 224, 224), (16, 224, 224))
@@ -65,6 +67,7 @@ class BenchRow:
     warmup_s: float | None = None  # warm-up iterations, compilation included
     iters: int = 0
     skipped: str | None = None  # why the row was not measured
+    forward_only: bool = False  # a forward backend's row: logits without gradients, no backprop or step
 
 
 def backend_problem(backend: str, device: torch.device) -> str | None:
@@ -125,6 +128,45 @@ def measure_latency(
                 _timed_iteration(step, video, optimizer, scaler, low, high, device)
     _fill_statistics(row, timings)
     row.peak_mem_mb = memory.peak_mb
+    return row
+
+
+def measure_forward_latency(
+    forward: ForwardBackend | None, model: VideoAdapter, kind: str, size: tuple[int, int, int], batch: int,
+    dtype: str, iters: int, warmup: int, problem: str | None = None,
+    on_iteration: Callable[[], None] | None = None,
+) -> BenchRow:
+    """Time ``iters`` forward-only passes (logits of ``batch`` videos of ``size``) of the ``kind`` backend
+    ``forward`` after ``warmup`` (at least one) untimed ones; the warm-up includes exporting, building and
+    the check against eager. ``problem`` (why the backend cannot run here) gives a skipped row."""
+    device = next(model.parameters()).device
+    row = BenchRow(model.name, "x".join(map(str, size)), batch, kind, dtype, str(device), forward_only=True)
+    if problem or forward is None:
+        row.skipped = problem or "no backend"
+        return row
+    generator = torch.Generator().manual_seed(0)
+    video = model.spec.normalize(torch.rand((batch, 3, *size), generator=generator)).to(device)
+    started = time.perf_counter()
+    for _ in range(max(1, warmup)):  # the first pass exports, builds and checks: never timed
+        forward.logits(video)
+        if on_iteration:
+            on_iteration()
+    row.warmup_s = round(seconds_since(started, device), 3)
+    timings = []
+    for _ in range(iters):
+        _sync(device)
+        start = time.perf_counter()
+        forward.logits(video)
+        _sync(device)
+        timings.append((time.perf_counter() - start) * 1e3)
+        if on_iteration:
+            on_iteration()
+    values = sorted(timings)
+    row.iters = len(values)
+    row.forward_ms = round(statistics.median(values), 3)
+    row.forward_p10_ms = round(_percentile(values, 0.1), 3)
+    row.forward_p90_ms = round(_percentile(values, 0.9), 3)
+    row.iters_per_s = round(1e3 / row.forward_ms, 3)
     return row
 
 

@@ -29,6 +29,7 @@ from leaps_engine.engine.adapters.base import VideoAdapter
 from leaps_engine.engine.step import LeapsObjective, check_acceleration, priming_taps, resolve_dtype, to_verifier_space
 from leaps_engine.engine.stimulus import load_stimulus
 from leaps_engine.errors import LeapsError, close_names
+from leaps_engine.export.backends import ForwardBackend, TorchForward
 
 LOSS_TERMS = ("total", "ce", "priming", "coherence", "feature", "prior")
 
@@ -132,6 +133,7 @@ def synthesize(
     config: SynthesisConfig | None = None,
     callbacks: Sequence[Callback] = (),
     acceleration: Acceleration | None = None,
+    forward_backend: ForwardBackend | None = None,
 ) -> SynthesisResult:
     """Synthesize one video per target by inverting ``model`` (LEAPS, paper Eq. 4).
 
@@ -143,6 +145,8 @@ def synthesize(
         config: the method's settings (default: the model's preset).
         callbacks: called with a :class:`StepState` after every step.
         acceleration: dtype, channels-last, compile and kernel choices (default: :class:`Acceleration`).
+        forward_backend: runs the forward-only pass over the stimuli (default: ``model`` in torch); see
+            :func:`leaps_engine.export.backends.create_forward_backend`.
     """
     config = config or SynthesisConfig.from_preset(model.name)
     config.validate()
@@ -151,6 +155,8 @@ def synthesize(
         raise LeapsError("nothing to synthesize: no targets given")
     device = _device_of(model)
     check_acceleration(acceleration, device)
+    if forward_backend is not None and forward_backend.adapter is not model:
+        raise LeapsError(f"the forward backend runs {forward_backend.adapter.name}, not the inverted model {model.name}")
 
     class_indices = [resolve_class(t.label, model.spec.class_names, model.name) for t in targets]
     if config.uses_stimulus:
@@ -161,7 +167,8 @@ def synthesize(
     stimulus_pixels = [[load_stimulus(s, model.spec) for s in _as_list(t.stimulus)] for t in targets]
     stimulus_means = []
     if config.uses_stimulus:
-        stimulus_means = _stimulus_means(model, stimulus_pixels, priming_taps(model, config), device)
+        forward = forward_backend or TorchForward(model)
+        stimulus_means = _stimulus_means(forward, stimulus_pixels, priming_taps(model, config), device)
     target_tensor = torch.tensor(class_indices, device=device)
 
     seeds = [config.seed + i if t.seed is None else t.seed for i, t in enumerate(targets)]
@@ -253,15 +260,14 @@ def _same_class_index(name: str, class_names: Sequence[str]) -> int | None:
 
 
 def _stimulus_means(
-    model: VideoAdapter, stimulus_pixels: list[list[torch.Tensor]], taps: list[str], device: torch.device
+    forward: ForwardBackend, stimulus_pixels: list[list[torch.Tensor]], taps: list[str], device: torch.device
 ) -> list[torch.Tensor]:
     """Per priming tap, the stimulus embeddings ``[B, C]`` (mean over each target's stimuli)."""
     per_target = []
-    with torch.no_grad():
-        for group in stimulus_pixels:
-            batch = model.spec.normalize(torch.stack(group).to(device))  # [S, 3, T, H, W]
-            _, tap_values = model.forward_with_taps(batch, taps)
-            per_target.append([value.float().mean(dim=(2, 3)).mean(dim=0) for value in tap_values])  # tap -> [C]
+    for group in stimulus_pixels:
+        batch = forward.adapter.spec.normalize(torch.stack(group).to(device))  # [S, 3, T, H, W]
+        _, tap_means = forward.tap_means(batch, taps)  # tap -> [S, C]
+        per_target.append([means.mean(dim=0) for means in tap_means])  # tap -> [C]
     return [torch.stack([target[i] for target in per_target]) for i in range(len(taps))]
 
 
