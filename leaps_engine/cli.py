@@ -219,8 +219,8 @@ def tune(**options: object) -> None:
 @click.option("--weights", default=None, help="Model weights, as in synthesize.")
 @click.option("--taps/--no-taps", default=False, show_default=True,
               help="Also output every tap's channel means [B, C] (the priming features) as tap0, tap1, ...")
-@click.option("--dtype", type=click.Choice(["float32", "float16", "bfloat16"]), default="float32", show_default=True,
-              help="Precision of the exported graph (ONNX; half precision is checked by cosine >= 0.99).")
+@click.option("--dtype", type=click.Choice(["float32", "float16"]), default="float32", show_default=True,
+              help="Precision of the exported graph (ONNX; float16 is checked by cosine >= 0.99).")
 @click.option("--max-batch", type=click.IntRange(min=2), default=64, show_default=True,
               help="Largest batch the graph accepts (the batch is dynamic from 1).")
 @click.option("--opset", type=click.IntRange(min=18), default=20, show_default=True, help="ONNX opset.")

@@ -52,7 +52,8 @@ def run_bench(
         for name in models:
             model = create_adapter(name, weights=_weights_for(name, weights), device=device)
             verifier = _verifier(model, verifier_choice, device)
-            forwards = {kind: create_forward_backend(kind, model, dtype=lean_dtype, weights=_weights_for(name, weights))
+            forwards = {kind: create_forward_backend(kind, model, dtype=lean_dtype, max_batch=max(2, batch),
+                                                     weights=_weights_for(name, weights))
                         for kind in forward_measured}
             for size in sizes:
                 for backend in backends:

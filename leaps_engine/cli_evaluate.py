@@ -70,6 +70,8 @@ def run_evaluate(
         raise LeapsError(f"--batch-size and --splits must be >= 1, got {batch_size} and {splits}")
     if output_format not in FORMATS:
         raise LeapsError(f"unknown --format {output_format!r}; use one of {', '.join(FORMATS)}")
+    if forward_backend not in FORWARD_BACKENDS:
+        raise LeapsError(f"unknown forward backend {forward_backend!r}; use one of {', '.join(FORWARD_BACKENDS)}")
     if out is not None:
         _check_writable(Path(out))
     torch_device = check_device(device)
@@ -80,9 +82,7 @@ def run_evaluate(
     keys = _parse_group_by(group_by)
     runs = [_load_run(path) for path in find_result_files(paths)]
     _check_group_keys(runs, keys)
-    if forward_backend not in FORWARD_BACKENDS:
-        raise LeapsError(f"unknown forward backend {forward_backend!r}; use one of {', '.join(FORWARD_BACKENDS)}")
-    cache = NetworkCache(torch_device, forward_backend)
+    cache = NetworkCache(torch_device, forward_backend, batch_size)
     judge = None if evaluator is None else cache.get(evaluator, evaluator_weights)
     groups: dict[tuple, GroupScores] = {}
     with tqdm(total=sum(len(run.summary["clips"]) for run in runs), desc="evaluating", unit="clip") as progress:
@@ -203,9 +203,10 @@ def _key_value(summary: dict, key: str) -> object:
 class NetworkCache:
     """Each scoring network, built once per (name, weights) and run through the chosen forward backend."""
 
-    def __init__(self, device: torch.device, forward_backend: str):
+    def __init__(self, device: torch.device, forward_backend: str, batch_size: int):
         self.device = device
         self.forward_backend = forward_backend
+        self.max_batch = max(2, batch_size)  # TensorRT sizes its engine for the largest batch
         self.networks: dict[tuple[str, str], ForwardBackend] = {}
 
     def __contains__(self, key: tuple[str, str]) -> bool:
@@ -216,7 +217,8 @@ class NetworkCache:
         weights = weights or get_adapter_entry(name).pretrained
         if (name, weights) not in self.networks:
             adapter = create_adapter(name, weights=weights, device=self.device)
-            self.networks[name, weights] = create_forward_backend(self.forward_backend, adapter, weights=weights)
+            self.networks[name, weights] = create_forward_backend(self.forward_backend, adapter, weights=weights,
+                                                                  max_batch=self.max_batch)
         return self.networks[name, weights]
 
 

@@ -81,7 +81,9 @@ def _run_and_write(model_name, weights, targets, stimulus_labels, config, accele
                    verifier_weights, torch_device, out, snapshots, fps, forward_backend) -> None:
     entry = get_adapter_entry(model_name)
     model = create_adapter(model_name, weights=weights, device=torch_device)
-    forward = create_forward_backend(forward_backend, model, weights=str(weights or entry.pretrained))
+    most_stimuli = max(len(t.stimulus) if isinstance(t.stimulus, (list, tuple)) else 1 for t in targets)
+    forward = create_forward_backend(forward_backend, model, weights=str(weights or entry.pretrained),
+                                     max_batch=max(2, most_stimuli))  # TensorRT sizes its engine for it
     verifier, verifier_weights = build_verifier(model, weights, verifier_name, verifier_weights, torch_device)
     names = model.spec.class_names
     clip_dirs = [out / f"clip_{i:02d}_{_slug(names[t.label])}" for i, t in enumerate(targets)]

@@ -55,12 +55,12 @@ def test_failure_line_names_the_worst_output():
 # --- cache keys ---------------------------------------------------------------------------------------------
 
 ONNX_KEY = {"model": "r3d_18", "weights": "abc", "size": (8, 112, 112), "taps": ("layer1",), "dtype": "float32",
-            "opset": 20, "torch_version": "2.14.1"}
+            "opset": 20, "versions": {"torch": "2.14.1", "onnxscript": "0.7.2"}}
 
 
 @pytest.mark.parametrize("field, other", [("model", "r3d_18b"), ("weights", "abd"), ("size", (8, 112, 113)),
                                           ("taps", ()), ("dtype", "float16"), ("opset", 18),
-                                          ("torch_version", "2.11.0")])
+                                          ("versions", {"torch": "2.11.0", "onnxscript": "0.7.2"})])
 def test_onnx_cache_key_changes_with_every_input(field, other):
     assert cache.onnx_cache_key(**ONNX_KEY) == cache.onnx_cache_key(**dict(reversed(ONNX_KEY.items())))
     assert cache.onnx_cache_key(**ONNX_KEY) != cache.onnx_cache_key(**{**ONNX_KEY, field: other})

@@ -55,7 +55,6 @@ def test_parse_version():
     ("10.13.0", "bfloat16", PrecisionPlan("float32", ("BF16",), False, ())),
     ("11.4.0", "float32", PrecisionPlan("float32", (), True, ("TF32",))),
     ("11.4.0", "float16", PrecisionPlan("float16", (), True, ())),
-    ("11.4.0", "bfloat16", PrecisionPlan("bfloat16", (), True, ())),
 ])
 def test_precision_plan(version, dtype, expected):
     assert precision_plan(version, dtype) == expected
@@ -66,6 +65,8 @@ def test_precision_plan_rejects_old_versions_and_unknown_dtypes():
         precision_plan("8.6", "float32")
     with pytest.raises(LeapsError, match="not 'int8'"):
         precision_plan("10.13.0", "int8")
+    with pytest.raises(LeapsError, match="strongly typed and builds bfloat16 only from a bfloat16 ONNX"):
+        precision_plan("11.4.0", "bfloat16")
 
 
 def test_batch_profile():
@@ -153,6 +154,7 @@ def cuda_model():
     return create_adapter("embedded", device="cuda")
 
 
+@pytest.mark.gpu
 @needs_cuda
 def test_backend_without_tensorrt_says_what_to_install(cuda_model, monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorrt", None)  # makes `import tensorrt` raise ImportError
@@ -163,6 +165,7 @@ def test_backend_without_tensorrt_says_what_to_install(cuda_model, monkeypatch):
     assert "\n" not in message
 
 
+@pytest.mark.gpu
 @needs_cuda
 def test_backend_rejects_old_tensorrt(cuda_model, monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(__version__="8.6.1"))

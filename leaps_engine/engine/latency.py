@@ -138,7 +138,8 @@ def measure_forward_latency(
 ) -> BenchRow:
     """Time ``iters`` forward-only passes (logits of ``batch`` videos of ``size``) of the ``kind`` backend
     ``forward`` after ``warmup`` (at least one) untimed ones; the warm-up includes exporting, building and
-    the check against eager. ``problem`` (why the backend cannot run here) gives a skipped row."""
+    the check against eager. ``problem`` (why the backend cannot run here), or a :class:`LeapsError` in
+    the warm-up (a failed export, build or check against eager), gives a skipped row that says why."""
     device = next(model.parameters()).device
     row = BenchRow(model.name, "x".join(map(str, size)), batch, kind, dtype, str(device), forward_only=True)
     if problem or forward is None:
@@ -148,7 +149,11 @@ def measure_forward_latency(
     video = model.spec.normalize(torch.rand((batch, 3, *size), generator=generator)).to(device)
     started = time.perf_counter()
     for _ in range(max(1, warmup)):  # the first pass exports, builds and checks: never timed
-        forward.logits(video)
+        try:
+            forward.logits(video)
+        except LeapsError as error:
+            row.skipped = str(error)
+            return row
         if on_iteration:
             on_iteration()
     row.warmup_s = round(seconds_since(started, device), 3)

@@ -58,7 +58,10 @@ def export_aoti(adapter: VideoAdapter, graph: GraphSpec, path: str | Path, *, we
 
 def verify_aoti(adapter: VideoAdapter, graph: GraphSpec, path: str | Path) -> dict:
     """Load the package and compare its outputs with eager at two batch sizes; raise on a mismatch."""
-    runner = torch._inductor.aoti_load_package(str(path))
+    try:
+        runner = torch._inductor.aoti_load_package(str(path))
+    except Exception as error:  # inductor raises many types for a package it cannot load
+        raise LeapsError(f"cannot load the AOTInductor package of {adapter.name}: {one_line(error)}") from None
 
     def run(video: torch.Tensor) -> list[torch.Tensor]:
         with torch.no_grad():

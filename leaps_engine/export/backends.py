@@ -17,6 +17,7 @@ scoring (``evaluate``) and the forward column of ``bench``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.util
 import json
 from collections.abc import Sequence
@@ -26,11 +27,17 @@ from typing import Protocol
 import torch
 
 from leaps_engine.engine.adapters.base import VideoAdapter
-from leaps_engine.errors import LeapsError
-from leaps_engine.export.cache import artifact_name, cache_dir, onnx_cache_key, weights_fingerprint
+from leaps_engine.engine.step import AUTOCAST_DTYPES
+from leaps_engine.errors import LeapsError, one_line
+from leaps_engine.export.cache import (
+    artifact_name,
+    cache_dir,
+    exporter_versions,
+    onnx_cache_key,
+    weights_fingerprint,
+)
 from leaps_engine.export.graph import (
     DEFAULT_MAX_BATCH,
-    DTYPES,
     ForwardOutputs,
     GraphSpec,
     graph_spec_for,
@@ -98,7 +105,7 @@ class TorchForward:
         device_type = next(self.adapter.parameters()).device.type
         stack = contextlib.ExitStack()
         stack.enter_context(torch.no_grad())
-        stack.enter_context(torch.autocast(device_type, dtype=DTYPES[self.dtype], enabled=self.dtype != "float32"))
+        stack.enter_context(torch.autocast(device_type, dtype=AUTOCAST_DTYPES[self.dtype], enabled=self.dtype != "float32"))
         return stack
 
 
@@ -149,8 +156,9 @@ class ExportedForward:
         graph = graph_spec_for(self.adapter, tuple(video.shape[2:]), taps, self.onnx_dtype(), self.max_batch)
         chunks = video.split(self.max_batch)
         if graph not in self._runners:
-            runner = self.load(*self._onnx_file(graph), graph)
-            self._check_first_use(runner, graph, chunks[0])
+            path, description = self._onnx_file(graph)
+            runner = self.load(path, graph, description)
+            self._check_first_use(runner, graph, chunks[0], path)
             self._runners[graph] = runner
         results = [self.execute(self._runners[graph], graph, chunk) for chunk in chunks]
         return [torch.cat(parts) for parts in zip(*results, strict=True)]
@@ -160,13 +168,18 @@ class ExportedForward:
         if self._fingerprint is None:
             self._fingerprint = weights_fingerprint(self.adapter)
         key = onnx_cache_key(self.adapter.name, self._fingerprint, graph.size, graph.taps, graph.dtype, ONNX_OPSET,
-                             torch.__version__)
+                             exporter_versions())
         path = cache_dir("onnx") / artifact_name(self.adapter.name, graph.size, key, ".onnx")
         if not (path.is_file() and sidecar_path(path).is_file()):
-            export_onnx(self.adapter, graph, path, weights=self.weights)
-        return path, json.loads(sidecar_path(path).read_text())
+            # the ONNX batch dimension has no upper bound: one file serves every max_batch
+            export_onnx(self.adapter, dataclasses.replace(graph, max_batch=DEFAULT_MAX_BATCH), path,
+                        weights=self.weights)
+        try:
+            return path, json.loads(sidecar_path(path).read_text())
+        except (OSError, ValueError) as error:
+            raise LeapsError(f"cannot read {sidecar_path(path)} ({one_line(error)}); delete it to export again") from None
 
-    def _check_first_use(self, runner: object, graph: GraphSpec, video: torch.Tensor) -> None:
+    def _check_first_use(self, runner: object, graph: GraphSpec, video: torch.Tensor, path: Path) -> None:
         with exact_float32():
             eager = ForwardOutputs(self.adapter, graph.taps)(video)
         reference = list(eager) if isinstance(eager, tuple) else [eager]
@@ -174,7 +187,7 @@ class ExportedForward:
         failure = describe_failure(parities, self.dtype)
         if failure:
             raise LeapsError(f"{self.name} backend for {self.adapter.name} at {'x'.join(map(str, graph.size))}: "
-                             f"{failure}")
+                             f"{failure} (graph {path})")
 
 
 def create_forward_backend(

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from importlib import metadata
 from pathlib import Path
 
 import torch
@@ -64,12 +65,24 @@ def weights_fingerprint(module: nn.Module) -> str:
 
 def onnx_cache_key(
     model: str, weights: str, size: tuple[int, int, int], taps: tuple[str, ...], dtype: str, opset: int,
-    torch_version: str,
+    versions: dict[str, str],
 ) -> str:
     """Key of an exported ONNX graph: model name, weights fingerprint, model input size (T, H, W), the
-    taps whose channel means are extra outputs (empty for logits only), dtype, opset and torch version."""
+    taps whose channel means are extra outputs (empty for logits only), dtype, opset, and the versions of
+    what writes the graph (leaps-engine, torch, onnx, onnxscript)."""
     return digest({"model": model, "weights": weights, "size": list(size), "taps": list(taps), "dtype": dtype,
-                   "opset": opset, "torch": torch_version})
+                   "opset": opset, "versions": versions})
+
+
+def exporter_versions() -> dict[str, str]:
+    """Versions of the packages that shape an exported graph ("missing" for one not installed)."""
+    versions = {}
+    for package in ("leaps-engine", "torch", "onnx", "onnxscript"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "missing"
+    return versions
 
 
 def engine_cache_key(

@@ -72,7 +72,10 @@ def export_onnx(
         raise LeapsError(f"cannot export {adapter.name} to ONNX: {one_line(error)}") from None
 
     with atomic_path(path) as onnx_tmp, atomic_path(sidecar_path(path)) as json_tmp:
-        program.save(str(onnx_tmp), external_data=False)
+        try:
+            program.save(str(onnx_tmp), external_data=False)
+        except Exception as error:  # protobuf refuses graphs over 2 GB, among others
+            raise LeapsError(f"cannot save the ONNX export of {adapter.name}: {one_line(error)}") from None
         try:
             onnx.checker.check_model(str(onnx_tmp), full_check=True)
         except Exception as error:  # onnx raises ValidationError and others

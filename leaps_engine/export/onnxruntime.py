@@ -66,15 +66,20 @@ class OnnxRuntimeForward(ExportedForward):
 
     def execute(self, runner: object, graph: GraphSpec, video: torch.Tensor) -> list[torch.Tensor]:
         video = video.to(graph.torch_dtype).contiguous()
-        if video.device.type == "cuda":
-            return self._execute_bound(runner, graph, video)
-        outputs = runner.run(list(graph.output_names), {INPUT_NAME: video.numpy()})
+        try:
+            if video.device.type == "cuda":
+                return self._execute_bound(runner, graph, video)
+            outputs = runner.run(list(graph.output_names), {INPUT_NAME: video.numpy()})
+        except LeapsError:
+            raise
+        except Exception as error:  # ORT raises its own exception types
+            raise LeapsError(f"ONNX Runtime failed to run {self.adapter.name}: {one_line(error)}") from None
         return [torch.from_numpy(value).float() for value in outputs]
 
     def _execute_bound(self, session, graph: GraphSpec, video: torch.Tensor) -> list[torch.Tensor]:
         """IO binding: ORT reads the input and writes the outputs in place in CUDA torch tensors."""
         element_type = NUMPY_DTYPES[graph.dtype]
-        index = video.device.index or 0
+        index = video.device.index if video.device.index is not None else torch.cuda.current_device()
         binding = session.io_binding()
         binding.bind_input(INPUT_NAME, "cuda", index, element_type, tuple(video.shape), video.data_ptr())
         outputs = []

@@ -76,6 +76,9 @@ def precision_plan(tensorrt_version: str, dtype: str) -> PrecisionPlan:
         raise LeapsError(f"TensorRT {tensorrt_version} is not supported; the tensorrt backend needs TensorRT "
                          f"{OLDEST_SUPPORTED} or newer: pip install -U tensorrt")
     cleared = ("TF32",) if dtype == "float32" else ()
+    if major >= STRONG_TYPING_ONLY and dtype == "bfloat16":
+        raise LeapsError(f"TensorRT {tensorrt_version} is strongly typed and builds bfloat16 only from a bfloat16 "
+                         "ONNX graph, which cannot be checked against eager here; use float16")
     if major >= STRONG_TYPING_ONLY:
         return PrecisionPlan(onnx_dtype=dtype, builder_flags=(), strongly_typed=True, cleared_flags=cleared)
     flags = (HALF_FLAGS[dtype],) if dtype in HALF_FLAGS else ()
@@ -139,10 +142,7 @@ def build_engine(
     trt = require("tensorrt", "The tensorrt forward backend")
     onnx_path, timing_cache_path = Path(onnx_path), Path(timing_cache_path)
     builder = trt.Builder(logger)
-    flags = 0
-    if plan.strongly_typed and parse_version(trt.__version__)[0] < STRONG_TYPING_ONLY:
-        flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)  # opt-in on 10.x, always on from 11
-    network = builder.create_network(flags)
+    network = builder.create_network(0)  # explicit batch is the only mode since 10.0; 11.x is always strongly typed
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
         errors = "; ".join(" ".join(str(parser.get_error(i).desc()).split()) for i in range(parser.num_errors))
@@ -195,8 +195,8 @@ class TensorRTForward(ExportedForward):
             raise LeapsError(f"the tensorrt backend needs a CUDA device ({adapter.name} is on {self.device}); "
                              "use --forward-backend onnxruntime or torch")
         self.trt = require("tensorrt", "The tensorrt forward backend")
-        self.logger = self.trt.Logger(self.trt.Logger.WARNING)  # builders and runtimes share one logger
         self.plan = precision_plan(self.trt.__version__, self.dtype)
+        self.logger = self.trt.Logger(self.trt.Logger.WARNING)  # builders and runtimes share one logger
 
     def onnx_dtype(self) -> str:
         return self.plan.onnx_dtype
