@@ -140,3 +140,22 @@ def test_checkpoint_path_loads_the_same_weights():
     with torch.no_grad():
         assert torch.equal(from_path(video), create_adapter("embedded")(video))
         assert not torch.equal(from_path(video), create_adapter("embedded", weights="random")(video))
+
+
+def test_pgd_clips_stay_in_the_ball_raise_the_loss_and_leave_batchnorm_alone():
+    from leaps_engine.engine.embedded.train import adversarial_clips, normalise
+
+    net = create_adapter("embedded").model
+    labels = torch.arange(0, len(CLASS_NAMES), 3)
+    clips = generate_clips(labels, torch.Generator().manual_seed(TEST_SEED))
+    before = {name: value.clone() for name, value in net.state_dict().items()}
+    net.train()
+    attacked = adversarial_clips(net, clips, labels, 0.03, 3, torch.Generator().manual_seed(0))
+    assert net.training  # the attack runs in eval mode and restores the mode
+    assert (attacked - clips).abs().max() <= 0.03 + 1e-6 and attacked.min() >= 0 and attacked.max() <= 1
+    net.eval()
+    with torch.no_grad():
+        clean_loss = torch.nn.functional.cross_entropy(net(normalise(clips)), labels)
+        attacked_loss = torch.nn.functional.cross_entropy(net(normalise(attacked)), labels)
+    assert attacked_loss > clean_loss + 0.1
+    assert all(torch.equal(value, net.state_dict()[name]) for name, value in before.items())

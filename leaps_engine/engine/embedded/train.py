@@ -55,10 +55,32 @@ def normalise(clips: torch.Tensor) -> torch.Tensor:
 def training_batch(
     batch_size: int, generator: torch.Generator, noisy: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Normalised clips ``[B, 3, T, H, W]`` and their labels ``[B]``; ``noisy`` adds pixel noise."""
+    """Pixel clips ``[B, 3, T, H, W]`` in [0, 1] and their labels ``[B]``; ``noisy`` adds pixel noise."""
     labels = torch.randint(0, len(CLASS_NAMES), (batch_size,), generator=generator)
     clips = generate_clips(labels, generator)
-    return normalise(add_pixel_noise(clips, generator) if noisy else clips), labels
+    return (add_pixel_noise(clips, generator) if noisy else clips), labels
+
+
+def adversarial_clips(
+    net: nn.Module, clips: torch.Tensor, labels: torch.Tensor, epsilon: float, steps: int,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """PGD in pixel space (L-inf ball of radius ``epsilon``, random start, ``steps`` signed-gradient steps
+    of 2.5 * epsilon / steps): the clips ``[B, 3, T, H, W]`` that most raise ``net``'s loss nearby.
+
+    Training on them (Madry et al., 2018) gives a network whose input gradients are perceptually aligned,
+    which is what inverting it needs. The attack runs ``net`` in eval mode, so it leaves the BatchNorm
+    running statistics alone."""
+    was_training = net.training
+    net.eval()
+    delta = (torch.rand(clips.shape, generator=generator) * 2 - 1) * epsilon
+    for _ in range(steps):
+        delta.requires_grad_(True)
+        loss = nn.functional.cross_entropy(net(normalise((clips + delta).clamp(0, 1))), labels)
+        (gradient,) = torch.autograd.grad(loss, delta)
+        delta = (delta.detach() + 2.5 * epsilon / steps * gradient.sign()).clamp(-epsilon, epsilon)
+    net.train(was_training)
+    return (clips + delta).clamp(0, 1)
 
 
 def add_pixel_noise(clips: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -74,9 +96,10 @@ def add_pixel_noise(clips: torch.Tensor, generator: torch.Generator) -> torch.Te
 
 def train_networks(
     networks: dict[str, nn.Module], seed: int, steps: int, batch_size: int, log: Callable[[str], None],
-    noisy: bool = False,
+    noisy: bool = False, epsilon: float = 0.0, attack_steps: int = 3,
 ) -> None:
-    """Train every network in ``networks`` for ``steps`` steps on the same stream of batches."""
+    """Train every network in ``networks`` for ``steps`` steps on the same stream of batches; with
+    ``epsilon`` > 0, each on PGD clips crafted against itself (:func:`adversarial_clips`)."""
     generator = torch.Generator().manual_seed(seed)
     optimisers = {
         name: torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=1e-4) for name, net in networks.items()
@@ -91,7 +114,8 @@ def train_networks(
         clips, labels = training_batch(batch_size, generator, noisy)
         for name, net in networks.items():
             net.train()
-            logits = net(clips)
+            inputs = adversarial_clips(net, clips, labels, epsilon, attack_steps, generator) if epsilon else clips
+            logits = net(normalise(inputs))
             loss = nn.functional.cross_entropy(logits, labels)
             optimisers[name].zero_grad(set_to_none=True)
             loss.backward()
@@ -124,18 +148,18 @@ def per_class_accuracy(net: nn.Module, clips: torch.Tensor, labels: torch.Tensor
 
 def run(
     seed: int, steps: int, batch_size: int, out: Path, per_class: int, log: Callable[[str], None],
-    only: tuple[str, ...] = tuple(NETWORKS), noisy: bool = False,
+    only: tuple[str, ...] = tuple(NETWORKS), noisy: bool = False, epsilon: float = 0.0,
 ) -> dict:
     """Train the networks named in ``only``, evaluate them on the held-out set, write their weights and
     ``training.json``. ``noisy`` adds pixel noise to the classifier's and verifier's batches too (the
-    evaluator always has it)."""
+    evaluator always has it); ``epsilon`` > 0 trains the classifier and verifier adversarially."""
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True)
     built = {name: build() for name, build in NETWORKS.items()}  # always all three: the same initial weights
     start = time.perf_counter()
     shared = {name: built[name] for name in ("classifier", "verifier") if name in only}
     if shared:
-        train_networks(shared, seed, steps, batch_size, log, noisy=noisy)
+        train_networks(shared, seed, steps, batch_size, log, noisy=noisy, epsilon=epsilon)
     if "evaluator" in only:
         train_networks({"evaluator": built["evaluator"]}, seed + EVALUATOR_STREAM_OFFSET, steps, batch_size, log,
                        noisy=True)
@@ -148,6 +172,7 @@ def run(
         "steps": steps,
         "batch_size": batch_size,
         "pixel_noise": {"evaluator": True, "classifier_and_verifier": noisy},
+        "adversarial_epsilon": {"classifier_and_verifier": epsilon},
         "held_out": {"seed": seed + HELD_OUT_SEED_OFFSET, "clips": len(labels)},
         "pixel_mean": clips.mean((0, 2, 3, 4)).tolist(),
         "pixel_std": clips.transpose(0, 1).reshape(3, -1).std(1).tolist(),
@@ -189,10 +214,12 @@ def main(argv: list[str] | None = None) -> None:
                         help="train only this network (repeat for several; default: all three)")
     parser.add_argument("--noise", action="store_true",
                         help="pixel-noise augmentation for the classifier and verifier too (not in the shipped weights)")
+    parser.add_argument("--adversarial", type=float, default=0.0, metavar="EPSILON",
+                        help="train the classifier and verifier on PGD clips within this L-inf pixel radius")
     args = parser.parse_args(argv)
     only = tuple(args.only) if args.only else tuple(NETWORKS)
     run(args.seed, args.steps, args.batch_size, args.out, args.held_out_per_class, lambda line: print(line, flush=True),
-        only, args.noise)
+        only, args.noise, args.adversarial)
 
 
 if __name__ == "__main__":
