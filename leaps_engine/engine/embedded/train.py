@@ -2,6 +2,8 @@
 
     python -m leaps_engine.engine.embedded.train --seed 0 --out leaps_engine/engine/embedded/weights
     python -m leaps_engine.engine.embedded.train --seed 0 --out ... --only evaluator   # one network
+    python -m leaps_engine.engine.embedded.train --seed 0 --out ... --only classifier --only verifier \
+        --adversarial 0.02 --noise --steps 1600   # PGD-trained (benchmarks/robust_networks.sh)
 
 Every step draws a new batch of clips (infinite data, so no epochs and no overfitting to a fixed set),
 normalises with the generator's ``PIXEL_MEAN``/``PIXEL_STD`` and takes one AdamW step on each network
