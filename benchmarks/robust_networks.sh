@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # LEAPS on adversarially trained networks: trains the embedded classifier and verifier with PGD
 # (L-inf radius 0.02 in pixels, 3 steps, plus pixel noise; ~20 min on 2 cores), synthesizes all 12 classes
-# with LEAPS (full objective at the preset's r and at r = 1e-4, and the Table 3 ablations) and 3D DeepDream, once with these networks and once with the
+# with LEAPS (full objective at the preset's r, at r = 1e-4 and 1e-6, and the Table 3 ablations) and 3D DeepDream, once with these networks and once with the
 # shipped ones, and scores every run with its own model and verifier and the independent evaluator.
 # Writes RESULTS/robust_networks_embedded.md. Usage: bash benchmarks/robust_networks.sh (repo root, .venv set up)
 set -euo pipefail
@@ -16,7 +16,8 @@ classes=(); for index in $(seq 0 11); do classes+=(--class "$index"); done
 rm -rf "$RUNS"
 for networks in shipped robust; do
   weights=(); [ "$networks" = robust ] && weights=(--weights "$ROBUST/classifier.pt" --verifier-weights "$ROBUST/verifier.pt")
-  for setting in "leaps:--objective full" "leaps-r1e-4:--objective full --r 0.0001" "prim:--objective prim" \
+  for setting in "leaps:--objective full" "leaps-r1e-4:--objective full --r 0.0001" "leaps-r1e-6:--objective full --r 0.000001" \
+                 "prim:--objective prim" \
                  "prim-coh:--objective prim+coh" "prim-feat:--objective prim+feat" "deepdream:--method deepdream"; do
     name=${setting%%:*}; options=${setting#*:}
     "$PYTHON" -m leaps_engine synthesize "${classes[@]}" "${weights[@]}" $options --seed 1000 \
