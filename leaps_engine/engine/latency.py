@@ -163,15 +163,10 @@ def measure_forward_latency(
         start = time.perf_counter()
         forward.logits(video)
         _sync(device)
-        timings.append((time.perf_counter() - start) * 1e3)
+        timings.append(((time.perf_counter() - start) * 1e3,))
         if on_iteration:
             on_iteration()
-    values = sorted(timings)
-    row.iters = len(values)
-    row.forward_ms = round(statistics.median(values), 3)
-    row.forward_p10_ms = round(_percentile(values, 0.1), 3)
-    row.forward_p90_ms = round(_percentile(values, 0.9), 3)
-    row.iters_per_s = round(1e3 / row.forward_ms, 3)
+    _fill_statistics(row, timings, phases=("forward",))
     return row
 
 
@@ -215,14 +210,17 @@ def _timed_iteration(step, video, optimizer, scaler, low, high, device) -> tuple
     return (forward_end - start) * 1e3, (backward_end - forward_end) * 1e3, (end - start) * 1e3
 
 
-def _fill_statistics(row: BenchRow, timings: list[tuple[float, float, float]]) -> None:
+def _fill_statistics(
+    row: BenchRow, timings: list[tuple[float, ...]], phases: tuple[str, ...] = ("forward", "backward", "step")
+) -> None:
+    """Median, p10 and p90 of each phase's times; iterations per second from the last phase's median."""
     row.iters = len(timings)
-    for index, phase in enumerate(("forward", "backward", "step")):
+    for index, phase in enumerate(phases):
         values = sorted(t[index] for t in timings)
         setattr(row, f"{phase}_ms", round(statistics.median(values), 3))
         setattr(row, f"{phase}_p10_ms", round(_percentile(values, 0.1), 3))
         setattr(row, f"{phase}_p90_ms", round(_percentile(values, 0.9), 3))
-    row.iters_per_s = round(1e3 / row.step_ms, 3)
+    row.iters_per_s = round(1e3 / getattr(row, f"{phases[-1]}_ms"), 3)
 
 
 def _percentile(sorted_values: list[float], q: float) -> float:

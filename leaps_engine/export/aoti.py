@@ -20,7 +20,6 @@ from leaps_engine.errors import LeapsError, one_line
 from leaps_engine.export.cache import file_sha256, weights_fingerprint
 from leaps_engine.export.graph import (
     GraphSpec,
-    eager_outputs,
     example_input,
     exportable_module,
     sidecar,
@@ -48,16 +47,16 @@ def export_aoti(adapter: VideoAdapter, graph: GraphSpec, path: str | Path, *, we
                 torch._inductor.aoti_compile_and_package(program, package_path=str(package_tmp))
         except Exception as error:  # export and inductor raise many types; each is a failure to compile
             raise LeapsError(f"cannot compile {adapter.name} with AOTInductor: {one_line(error)}") from None
-        verification = verify_aoti(adapter, graph, package_tmp)
-        description = sidecar(adapter, graph, "aoti", weights, weights_fingerprint(adapter),
-                              eager_outputs(adapter, graph, example_input(graph)))
+        verification, widths = verify_aoti(adapter, graph, package_tmp)
+        description = sidecar(adapter, graph, "aoti", weights, weights_fingerprint(adapter), widths)
         description.update({"sha256": file_sha256(package_tmp), "verification": verification})
         json_tmp.write_text(json.dumps(description, indent=2) + "\n")
     return description
 
 
-def verify_aoti(adapter: VideoAdapter, graph: GraphSpec, path: str | Path) -> dict:
-    """Load the package and compare its outputs with eager at two batch sizes; raise on a mismatch."""
+def verify_aoti(adapter: VideoAdapter, graph: GraphSpec, path: str | Path) -> tuple[dict, list[int]]:
+    """Load the package and compare its outputs with eager at two batch sizes; return the figures and
+    the output widths, or raise on a mismatch."""
     try:
         runner = torch._inductor.aoti_load_package(str(path))
     except Exception as error:  # inductor raises many types for a package it cannot load
@@ -68,6 +67,6 @@ def verify_aoti(adapter: VideoAdapter, graph: GraphSpec, path: str | Path) -> di
             outputs = runner(video.to(graph.torch_dtype))
         return list(outputs) if isinstance(outputs, (tuple, list)) else [outputs]
 
-    figures = verify_against_eager(adapter, graph, run, f"the AOTInductor package of {adapter.name}")
+    figures, widths = verify_against_eager(adapter, graph, run, f"the AOTInductor package of {adapter.name}")
     return {"runtime": f"torch {torch.__version__} aoti_load_package", "batches": list(VERIFY_BATCHES),
-            "outputs": figures}
+            "outputs": figures}, widths

@@ -16,7 +16,6 @@ scoring (``evaluate``) and the forward column of ``bench``.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import importlib.util
 import json
@@ -91,22 +90,21 @@ class TorchForward:
         self.adapter = adapter
         self.dtype = dtype or "float32"
 
+    @torch.no_grad()
     def logits(self, video: torch.Tensor) -> torch.Tensor:
-        with self._precision():
+        with self._autocast():
             return self.adapter(video).float()
 
+    @torch.no_grad()
     def tap_means(self, video: torch.Tensor, taps: Sequence[str]) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        with self._precision():
+        with self._autocast():
             logits, values = self.adapter.forward_with_taps(video, taps)
             return logits.float(), [value.float().mean(dim=(2, 3)) for value in values]
 
-    def _precision(self) -> contextlib.AbstractContextManager:
-        """No gradients, and autocast to ``dtype`` unless it is float32."""
+    def _autocast(self) -> torch.autocast:
+        """Autocast to ``dtype``, off for float32."""
         device_type = next(self.adapter.parameters()).device.type
-        stack = contextlib.ExitStack()
-        stack.enter_context(torch.no_grad())
-        stack.enter_context(torch.autocast(device_type, dtype=AUTOCAST_DTYPES[self.dtype], enabled=self.dtype != "float32"))
-        return stack
+        return torch.autocast(device_type, dtype=AUTOCAST_DTYPES[self.dtype], enabled=self.dtype != "float32")
 
 
 class ExportedForward:
@@ -154,13 +152,18 @@ class ExportedForward:
     def _run(self, video: torch.Tensor, taps: Sequence[str]) -> list[torch.Tensor]:
         video = self.adapter.fit_input(video).contiguous()
         graph = graph_spec_for(self.adapter, tuple(video.shape[2:]), taps, self.onnx_dtype(), self.max_batch)
-        chunks = video.split(self.max_batch)
-        if graph not in self._runners:
+        runner = self._runners.get(graph)
+        new_graph = runner is None
+        if new_graph:
             path, description = self._onnx_file(graph)
             runner = self.load(path, graph, description)
-            self._check_first_use(runner, graph, chunks[0], path)
-            self._runners[graph] = runner
-        results = [self.execute(self._runners[graph], graph, chunk) for chunk in chunks]
+        results = []
+        for chunk in video.split(self.max_batch):
+            results.append(self.execute(runner, graph, chunk))
+            if new_graph:  # checked against eager on its first chunk before it is kept
+                self._check_first_use(graph, chunk, results[-1], path)
+                self._runners[graph] = runner
+                new_graph = False
         return [torch.cat(parts) for parts in zip(*results, strict=True)]
 
     def _onnx_file(self, graph: GraphSpec) -> tuple[Path, dict]:
@@ -179,11 +182,12 @@ class ExportedForward:
         except (OSError, ValueError) as error:
             raise LeapsError(f"cannot read {sidecar_path(path)} ({one_line(error)}); delete it to export again") from None
 
-    def _check_first_use(self, runner: object, graph: GraphSpec, video: torch.Tensor, path: Path) -> None:
+    def _check_first_use(self, graph: GraphSpec, video: torch.Tensor, outputs: list[torch.Tensor], path: Path) -> None:
+        """Compare a new graph's ``outputs`` for ``video`` with eager; a mismatch is a :class:`LeapsError`."""
         with exact_float32():
             eager = ForwardOutputs(self.adapter, graph.taps)(video)
         reference = list(eager) if isinstance(eager, tuple) else [eager]
-        parities = compare_outputs(graph.output_names, reference, self.execute(runner, graph, video), self.dtype)
+        parities = compare_outputs(graph.output_names, reference, outputs, self.dtype)
         failure = describe_failure(parities, self.dtype)
         if failure:
             raise LeapsError(f"{self.name} backend for {self.adapter.name} at {'x'.join(map(str, graph.size))}: "

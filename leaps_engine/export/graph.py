@@ -80,13 +80,17 @@ def graph_spec_for(
     return GraphSpec(adapter.spec.model_size(*size), taps, dtype, max_batch)
 
 
-def exportable_module(adapter: VideoAdapter, graph: GraphSpec) -> ForwardOutputs:
-    """The module to export, on the CPU in the graph's dtype (a copy when that differs from the adapter's)."""
-    source = adapter
+def on_cpu(adapter: VideoAdapter, dtype: torch.dtype) -> VideoAdapter:
+    """``adapter`` itself if it is on the CPU in ``dtype``, else a copy that is."""
     parameter = next(adapter.parameters(), None)
-    if parameter is not None and (parameter.dtype != graph.torch_dtype or parameter.device.type != "cpu"):
-        source = copy.deepcopy(adapter).to(device="cpu", dtype=graph.torch_dtype)
-    return ForwardOutputs(source, graph.taps).eval()
+    if parameter is None or (parameter.dtype == dtype and parameter.device.type == "cpu"):
+        return adapter
+    return copy.deepcopy(adapter).to(device="cpu", dtype=dtype)
+
+
+def exportable_module(adapter: VideoAdapter, graph: GraphSpec) -> ForwardOutputs:
+    """The module to export, on the CPU in the graph's dtype."""
+    return ForwardOutputs(on_cpu(adapter, graph.torch_dtype), graph.taps).eval()
 
 
 def example_input(graph: GraphSpec, batch: int = EXAMPLE_BATCH, seed: int = 0) -> torch.Tensor:
@@ -97,8 +101,7 @@ def example_input(graph: GraphSpec, batch: int = EXAMPLE_BATCH, seed: int = 0) -
 @torch.no_grad()
 def eager_outputs(adapter: VideoAdapter, graph: GraphSpec, video: torch.Tensor) -> list[torch.Tensor]:
     """What the graph must reproduce, computed by the adapter in float32 on the CPU."""
-    reference = copy.deepcopy(adapter).to(device="cpu", dtype=torch.float32)
-    outputs = ForwardOutputs(reference, graph.taps)(video)
+    outputs = ForwardOutputs(on_cpu(adapter, torch.float32), graph.taps)(video)
     return list(outputs) if isinstance(outputs, tuple) else [outputs]
 
 
@@ -110,14 +113,14 @@ def sidecar_path(path: str | Path) -> Path:
 
 def sidecar(
     adapter: VideoAdapter, graph: GraphSpec, export_format: str, weights: str, weights_sha256: str,
-    reference: Sequence[torch.Tensor],
+    widths: Sequence[int],
 ) -> dict:
-    """The JSON description written next to an exported file: input spec, outputs (shapes from the
-    ``reference`` outputs), versions."""
+    """The JSON description written next to an exported file: input spec, outputs (``widths``: the size
+    of each output's second dimension), versions."""
     spec = adapter.spec
     outputs = []
-    for name, tap, value in zip(graph.output_names, (None, *graph.taps), reference, strict=True):
-        outputs.append({"name": name, **({"tap": tap} if tap else {}), "shape": ["batch", int(value.shape[1])]})
+    for name, tap, width in zip(graph.output_names, (None, *graph.taps), widths, strict=True):
+        outputs.append({"name": name, **({"tap": tap} if tap else {}), "shape": ["batch", width]})
     return {
         "format": export_format,
         "model": adapter.name,

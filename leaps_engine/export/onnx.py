@@ -25,7 +25,6 @@ from leaps_engine.export.cache import file_sha256, weights_fingerprint
 from leaps_engine.export.graph import (
     INPUT_NAME,
     GraphSpec,
-    eager_outputs,
     example_input,
     exportable_module,
     sidecar,
@@ -80,18 +79,17 @@ def export_onnx(
             onnx.checker.check_model(str(onnx_tmp), full_check=True)
         except Exception as error:  # onnx raises ValidationError and others
             raise LeapsError(f"the ONNX checker rejects the export of {adapter.name}: {one_line(error)}") from None
-        verification = verify_onnx(adapter, graph, onnx_tmp)
-        description = sidecar(adapter, graph, "onnx", weights, weights_fingerprint(adapter),
-                              eager_outputs(adapter, graph, example_input(graph)))
+        verification, widths = verify_onnx(adapter, graph, onnx_tmp)
+        description = sidecar(adapter, graph, "onnx", weights, weights_fingerprint(adapter), widths)
         description.update({"opset": opset, "onnx": onnx.__version__, "sha256": file_sha256(onnx_tmp),
                             "verification": verification})
         json_tmp.write_text(json.dumps(description, indent=2) + "\n")
     return description
 
 
-def verify_onnx(adapter: VideoAdapter, graph: GraphSpec, path: str | Path) -> dict:
+def verify_onnx(adapter: VideoAdapter, graph: GraphSpec, path: str | Path) -> tuple[dict, list[int]]:
     """Run the ONNX file with ONNX Runtime on the CPU at two batch sizes and compare every output with
-    eager; return the figures, or raise :class:`LeapsError` naming the worst output."""
+    eager; return the figures and the output widths, or raise :class:`LeapsError` naming the worst output."""
     ort = require("onnxruntime", "Checking an ONNX export")
     try:
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -103,9 +101,9 @@ def verify_onnx(adapter: VideoAdapter, graph: GraphSpec, path: str | Path) -> di
         feed = {INPUT_NAME: video.to(graph.torch_dtype).numpy()}
         return [torch.from_numpy(value) for value in session.run(list(graph.output_names), feed)]
 
-    figures = verify_against_eager(adapter, graph, run, f"the ONNX export of {adapter.name}")
+    figures, widths = verify_against_eager(adapter, graph, run, f"the ONNX export of {adapter.name}")
     return {"runtime": f"onnxruntime {metadata.version('onnxruntime')}", "provider": "CPUExecutionProvider",
-            "batches": list(VERIFY_BATCHES), "outputs": figures}
+            "batches": list(VERIFY_BATCHES), "outputs": figures}, widths
 
 
 @contextlib.contextmanager

@@ -14,7 +14,7 @@ import torch
 
 from leaps_engine.engine.adapters.base import VideoAdapter
 from leaps_engine.errors import LeapsError
-from leaps_engine.export.graph import GraphSpec, eager_outputs, example_input
+from leaps_engine.export.graph import GraphSpec, eager_outputs, example_input, on_cpu
 
 FLOAT32_RTOL = 1e-3
 FLOAT32_ATOL = 1e-4  # times max(1, the largest reference magnitude)
@@ -87,14 +87,17 @@ VERIFY_BATCHES = (2, 1)  # the export's example batch, and a batch of one
 
 def verify_against_eager(
     adapter: VideoAdapter, graph: GraphSpec, run: Callable[[torch.Tensor], list[torch.Tensor]], label: str
-) -> dict[str, dict]:
+) -> tuple[dict[str, dict], list[int]]:
     """Run an exported graph (``run``: float32 CPU video -> outputs) on noise at each of
-    :data:`VERIFY_BATCHES` and compare every output with eager; return each output's worst figures, or
-    raise :class:`LeapsError` naming the worst failing output (``label`` says what was exported)."""
+    :data:`VERIFY_BATCHES` and compare every output with eager; return each output's worst figures and
+    each output's width (its second dimension), or raise :class:`LeapsError` naming the worst failing
+    output (``label`` says what was exported)."""
+    reference_adapter = on_cpu(adapter, torch.float32)  # copied once, if at all
     figures: dict[str, dict] = {}
     for batch in VERIFY_BATCHES:
         video = example_input(graph, batch, seed=batch)
-        parities = compare_outputs(graph.output_names, eager_outputs(adapter, graph, video), run(video), graph.dtype)
+        reference = eager_outputs(reference_adapter, graph, video)
+        parities = compare_outputs(graph.output_names, reference, run(video), graph.dtype)
         failure = describe_failure(parities, graph.dtype)
         if failure:
             raise LeapsError(f"{label} fails verification at batch {batch}: {failure}")
@@ -102,4 +105,4 @@ def verify_against_eager(
             worst = figures.setdefault(parity.name, parity.as_dict())
             worst["max_abs_error"] = max(worst["max_abs_error"], parity.max_abs_error)
             worst["cosine"] = min(worst["cosine"], parity.cosine)
-    return figures
+    return figures, [int(value.shape[1]) for value in reference]
