@@ -76,6 +76,8 @@ def _parse_args() -> argparse.Namespace:
     parser.add_argument("--stimuli", type=int, default=3, help="generated stimuli per class (default 3)")
     parser.add_argument("--steps", type=int, default=None, help="steps per run (default: the preset's)")
     parser.add_argument("--evaluator", default="embedded_evaluator", help="the independent evaluator network")
+    parser.add_argument("--weights", default=None, help="the embedded classifier's weights (default: shipped)")
+    parser.add_argument("--verifier-weights", default=None, help="the embedded verifier's weights (default: shipped)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--runs", default="runs/quality", help="folder for the synthesized runs (resumable)")
     parser.add_argument("--report", default="benchmarks/results/quality_embedded.md", help="Markdown report path")
@@ -95,11 +97,11 @@ def _synthesize(out: Path, setting: dict, stimulus_set: int, args: argparse.Name
         return  # finished earlier
     with contextlib.redirect_stdout(io.StringIO()):
         run_synthesis(
-            model_name="embedded", weights=None, classes=tuple(str(i) for i in range(args.classes)), stimuli=(),
+            model_name="embedded", weights=args.weights, classes=tuple(str(i) for i in range(args.classes)), stimuli=(),
             steps=args.steps, size=None, seed=1000 * (stimulus_set + 1), device=args.device, out_dir=str(out),
             lambda_first=None, lambda_last=None, r=None, distance=setting["distance"],
             priming_layers=setting["priming_layers"], method=setting["method"], objective=setting["objective"],
-            verifier_name=None, verifier_weights=None, snapshots=[], fps=5, dtype="auto", channels_last=False,
+            verifier_name=None, verifier_weights=args.verifier_weights, snapshots=[], fps=5, dtype="auto", channels_last=False,
             compile_step=False, cuda_graphs=False, kernels="auto",
         )
 
@@ -132,6 +134,7 @@ def _report(rows: list[dict], figure: Path, args: argparse.Namespace, seconds: f
         (f"{args.classes} classes x {args.stimuli} generated stimuli per setting, steps "
         f"{args.steps or 'of the preset'}; device {args.device}; torch {torch.__version__}; python "
         f"{platform.python_version()}; {seconds / 60:.1f} min in all.  "),
+        (f"Classifier weights {args.weights or 'shipped'}, verifier weights {args.verifier_weights or 'shipped'}.  "),
         (f"Accuracies are top-1 in percent under the inverted model (m), the verifier (v, whose BatchNorm "
         f"statistics shape LEAPS's videos) and the independent evaluator (e, `{args.evaluator}`, never used in "
         f"synthesis); IS is the Inception Score under m and v (mean ± std over splits)."),

@@ -1,6 +1,7 @@
-"""How the shipped embedded networks hold up under pixel noise: held-out accuracy at several noise levels.
+"""How the embedded networks hold up under pixel noise: held-out accuracy at several noise levels.
 
     python benchmarks/robustness.py [--per-class 50] [--out benchmarks/results/robustness_embedded.md]
+    python benchmarks/robustness.py --weights-dir DIR --out ...   # DIR/classifier.pt and DIR/verifier.pt instead
 
 The clips come from an unseen generator seed; each noise level adds independent Gaussian noise to every
 pixel of every frame (std in [0, 1] pixel units, clamped to [0, 1]). Synthesized videos start from and
@@ -29,7 +30,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--per-class", type=int, default=50)
     parser.add_argument("--out", default="benchmarks/results/robustness_embedded.md")
+    parser.add_argument("--weights-dir", type=Path, default=None,
+                        help="folder with classifier.pt and verifier.pt to measure instead of the shipped ones")
     args = parser.parse_args()
+    weights = {"embedded": "classifier.pt", "embedded_verifier": "verifier.pt"}
     generator = torch.Generator().manual_seed(SEED)
     labels = torch.arange(len(CLASS_NAMES)).repeat(args.per_class)
     clips = generate_clips(labels, generator)
@@ -39,7 +43,8 @@ def main() -> None:
              "| network | " + " | ".join(f"noise std {std}" for std in NOISE_STDS) + " |",
              "|---|" + "---:|" * len(NOISE_STDS)]
     for name in NETWORKS:
-        adapter = create_adapter(name)
+        chosen = str(args.weights_dir / weights[name]) if args.weights_dir and name in weights else None
+        adapter = create_adapter(name, weights=chosen)
         cells = []
         for std in NOISE_STDS:
             with torch.no_grad():

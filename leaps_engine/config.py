@@ -66,11 +66,11 @@ PRESETS: dict[str, Preset] = {
 }
 
 EMBEDDED_PRESET = Preset(
-    lambda_first=1.0,
-    lambda_last=0.2,
-    r=1e-2,
+    lambda_first=0.875,
+    lambda_last=0.4,
+    r=1e-6,
     verifier="embedded_verifier",
-    source="tuned for the embedded models on the embedded domain",
+    source="tuned for the embedded models by `leaps-engine tune` (benchmarks/results/tune_embedded)",
     steps=300,
     size=(8, 32, 32),
 )

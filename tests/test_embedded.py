@@ -1,5 +1,6 @@
 """The embedded domain: the clip generator, the shipped classifier/verifier weights and their adapters."""
 
+import json
 import math
 from importlib import resources
 
@@ -98,14 +99,19 @@ def test_pairs_approach_or_separate_and_bouncing_turns_at_the_floor():
     assert ((lowest_frame > 0) & (lowest_frame < CLIP_FRAMES - 1)).all()
 
 
-@pytest.mark.parametrize("name", ["embedded", "embedded_verifier", "embedded_evaluator"])
-def test_shipped_weights_classify_fresh_clips(name):
+@pytest.mark.parametrize(("name", "network"), [("embedded", "classifier"), ("embedded_verifier", "verifier"),
+                                             ("embedded_evaluator", "evaluator")])
+def test_shipped_weights_classify_fresh_clips_as_recorded(name, network):
+    """At least 90% (the PGD-trained classifier and verifier trade some clean accuracy for robustness),
+    and within 3 points of the held-out accuracy that training.json records for these weights."""
+    record = resources.files("leaps_engine.engine.embedded") / "weights" / "training.json"
+    recorded = json.loads(record.read_text())[network]["held_out_accuracy"]
     adapter = create_adapter(name)
     labels = torch.arange(len(CLASS_NAMES)).repeat(20)
     clips = generate_clips(labels, torch.Generator().manual_seed(TEST_SEED))
     with torch.no_grad():
-        predictions = adapter(adapter.spec.normalize(clips)).argmax(1)
-    assert (predictions == labels).float().mean() >= 0.95
+        accuracy = (adapter(adapter.spec.normalize(clips)).argmax(1) == labels).float().mean().item()
+    assert accuracy >= 0.9 and abs(accuracy - recorded) <= 0.03
 
 
 @pytest.mark.parametrize("name", ["embedded", "embedded_verifier", "embedded_evaluator"])

@@ -1,9 +1,11 @@
 """Train the embedded classifier, verifier and evaluator from a seed on freshly generated clips.
 
-    python -m leaps_engine.engine.embedded.train --seed 0 --out leaps_engine/engine/embedded/weights
-    python -m leaps_engine.engine.embedded.train --seed 0 --out ... --only evaluator   # one network
-    python -m leaps_engine.engine.embedded.train --seed 0 --out ... --only classifier --only verifier \
-        --adversarial 0.02 --noise --steps 1600   # PGD-trained (benchmarks/robust_networks.sh)
+    python -m leaps_engine.engine.embedded.train --seed 0 --out DIR                    # all three, clean clips
+    python -m leaps_engine.engine.embedded.train --seed 0 --out DIR --only evaluator   # one network
+
+The shipped weights (``leaps_engine/engine/embedded/weights``) are the evaluator of ``--only evaluator``
+and the classifier and verifier of ``--only classifier --only verifier --adversarial 0.02 --noise
+--steps 1600`` (PGD-trained: without it the synthesized videos do not transfer between networks).
 
 Every step draws a new batch of clips (infinite data, so no epochs and no overfitting to a fixed set),
 normalises with the generator's ``PIXEL_MEAN``/``PIXEL_STD`` and takes one AdamW step on each network
@@ -12,8 +14,8 @@ batches; the evaluator, the independent judge of quality measurements, learns fr
 (seed ``seed + EVALUATOR_STREAM_OFFSET``) with pixel noise on most clips (:func:`add_pixel_noise`). Then each is evaluated on a held-out generated set drawn from
 seed ``seed + HELD_OUT_SEED_OFFSET`` (never seen in training), and the script writes ``classifier.pt``,
 ``verifier.pt`` and ``evaluator.pt`` (plain state dicts, loadable with ``torch.load(weights_only=True)``)
-and ``training.json`` (seed, steps, accuracies, pixel statistics, timing, torch version; entries of
-networks not retrained are kept). The same seed, thread count and torch build give the same weights.
+and ``training.json`` (seed, pixel statistics, timing, torch version, and per network its steps,
+augmentations and held-out accuracies; entries of networks not retrained are kept). The same seed, thread count and torch build give the same weights.
 """
 
 from __future__ import annotations
@@ -171,10 +173,6 @@ def run(
     report = json.loads(previous.read_text()) if previous.exists() and set(only) != set(NETWORKS) else {}
     report.update({
         "seed": seed,
-        "steps": steps,
-        "batch_size": batch_size,
-        "pixel_noise": {"evaluator": True, "classifier_and_verifier": noisy},
-        "adversarial_epsilon": {"classifier_and_verifier": epsilon},
         "held_out": {"seed": seed + HELD_OUT_SEED_OFFSET, "clips": len(labels)},
         "pixel_mean": clips.mean((0, 2, 3, 4)).tolist(),
         "pixel_std": clips.transpose(0, 1).reshape(3, -1).std(1).tolist(),
@@ -184,6 +182,10 @@ def run(
         net = built[name]
         accuracy = per_class_accuracy(net, clips, labels)
         report[name] = {
+            "steps": steps,
+            "batch_size": batch_size,
+            "pixel_noise": noisy or name == "evaluator",
+            "adversarial_epsilon": 0.0 if name == "evaluator" else epsilon,
             "parameters": sum(p.numel() for p in net.parameters()),
             "held_out_accuracy": accuracy.mean().item(),
             "per_class_accuracy": dict(zip(CLASS_NAMES, accuracy.tolist())),
