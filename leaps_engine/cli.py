@@ -334,3 +334,91 @@ def classes(model_name: str) -> None:
     with _user_errors():
         for index, name in enumerate(get_adapter_entry(model_name).spec.class_names):
             click.echo(f"{index:>4}  {name}")
+
+
+@main.group()
+def sweep() -> None:
+    """Many synthesis jobs from a manifest: plan one, run it (here or on a Ray cluster), report on it.
+
+    A manifest (.csv or .jsonl) holds one job per row: class (required), model, weights, stimulus (paths
+    joined by '|'), seed, steps, size, method, objective, distance, priming_layers, lambda_first,
+    lambda_last, r, verifier, verifier_weights; an empty cell takes the preset's value.
+    """
+
+
+@sweep.command("plan")
+@click.argument("stimuli_root", type=click.Path(), metavar="STIMULI")
+@click.option("--out", required=True, type=click.Path(), help="Manifest to write (.csv or .jsonl).")
+@click.option("--model", "models", multiple=True, help="Model of every job; repeat to cross (default: embedded).")
+@click.option("--seed", "seeds", type=int, multiple=True, help="Seed; repeat to cross (default: 0).")
+@click.option("--labels", type=click.Path(), default=None,
+              help="CSV with columns path,class (paths relative to it) instead of class sub-folders.")
+@click.option("--weights", default=None, help="Model weights of every job, as in synthesize.")
+@click.option("--steps", type=int, default=None, help="Steps of every job (default: the preset's).")
+@click.option("--size", default=None, metavar="TxHxW", help="Size of every job's video (default: the preset's).")
+@click.option("--method", type=click.Choice(["leaps", "deepdream", "am"]), default=None, help="As in synthesize.")
+@click.option("--objective", type=click.Choice(["full", "prim", "prim+coh", "prim+feat"]), default=None,
+              help="As in synthesize.")
+@click.option("--distance", type=click.Choice(["jvs", "cos", "l1", "l2"]), default=None, help="As in synthesize.")
+@click.option("--priming-layers", type=float, default=None, metavar="FRACTION", help="As in synthesize.")
+@click.option("--r", "r", type=float, default=None, help="As in synthesize.")
+@click.option("--verifier", default=None, help="As in synthesize.")
+@click.option("--verifier-weights", default=None, help="As in synthesize.")
+def sweep_plan(stimuli_root: str, out: str, models: tuple[str, ...], seeds: tuple[int, ...], labels: str | None,
+               **settings: object) -> None:
+    """Write a manifest: every stimulus under STIMULI x every --model x every --seed.
+
+    A stimulus's class is the name of its sub-folder (STIMULI/<class>/<video, tensor or frame folder>),
+    or its row in --labels.
+    """
+    from leaps_engine.cli_sweep import run_plan
+
+    with _user_errors():
+        settings["size"] = _parse_size(settings["size"])
+        run_plan(stimuli_root=stimuli_root, models=models, seeds=seeds, labels=labels, out=out, settings=settings)
+
+
+@sweep.command("run")
+@click.argument("manifest", type=click.Path(), metavar="MANIFEST")
+@click.option("--out", "out_dir", required=True, type=click.Path(), help="Sweep folder (results, log).")
+@click.option("--batch-size", type=int, default=8, show_default=True,
+              help="Jobs with the same model and settings synthesized together (a speed-up only).")
+@click.option("--max-attempts", type=int, default=3, show_default=True,
+              help="A job that failed this many times (over all runs of the sweep) is not tried again.")
+@click.option("--device", default="cpu", show_default=True, help="Torch device when running in this process.")
+@click.option("--ray-address", default=None, metavar="auto|HOST:PORT|local",
+              help="Run batches as Ray tasks on this cluster ('local' starts one here); default: in this process.")
+@click.option("--gpus-per-task", type=float, default=0.0, show_default=True,
+              help="GPUs each Ray task reserves (1 on a GPU cluster: each batch runs on its own GPU as cuda).")
+@click.option("--cpus-per-task", type=int, default=1, show_default=True,
+              help="CPUs (and torch threads) each Ray task reserves.")
+@click.option("--local-cpus", type=int, default=None, help="CPUs of the cluster that --ray-address local starts.")
+def sweep_run(**options: object) -> None:
+    """Run every unfinished job of MANIFEST; rerun the same command to resume or retry.
+
+    Finished jobs are skipped, failed ones retried (up to --max-attempts), and each result folder
+    appears only when complete. Exit status 1 if a job failed.
+    """
+    from leaps_engine.cli_sweep import run_sweep_command
+
+    with _user_errors():
+        finished = run_sweep_command(**options)
+    sys.exit(0 if finished else 1)
+
+
+@sweep.command("report")
+@click.argument("sweep_dir", type=click.Path(), metavar="DIR")
+@click.option("--evaluator", default=None, metavar="NAME", help="Also score every clip with this network.")
+@click.option("--evaluator-weights", default=None, help="Evaluator weights (default: its pretrained weights).")
+@click.option("--device", default="cpu", show_default=True, help="Torch device of the scoring networks.")
+@click.option("--format", "output_format", type=click.Choice(["md", "csv", "json"]), default="md",
+              show_default=True, help="Table format.")
+@click.option("--out", default=None, type=click.Path(), help="Also write the table to this file.")
+@click.option("--group-by", default=None, metavar="KEYS",
+              help="Comma-separated result.json keys (default: model,method,objective).")
+def sweep_report(**options: object) -> None:
+    """The quality table (as `evaluate` prints it) over every finished job of the sweep in DIR."""
+    from leaps_engine.cli_sweep import run_report
+
+    with _user_errors():
+        run_report(**options)

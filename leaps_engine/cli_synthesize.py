@@ -86,7 +86,7 @@ def _run_and_write(model_name, weights, targets, stimulus_labels, config, accele
                                      max_batch=max(2, most_stimuli))  # TensorRT sizes its engine for it
     verifier, verifier_weights = build_verifier(model, weights, verifier_name, verifier_weights, torch_device)
     names = model.spec.class_names
-    clip_dirs = [out / f"clip_{i:02d}_{_slug(names[t.label])}" for i, t in enumerate(targets)]
+    clip_dirs = [out / f"clip_{i:02d}_{class_slug(names[t.label])}" for i, t in enumerate(targets)]
     frames, height, width = config.size
     click.echo(f"{model_name} ({weights or entry.pretrained} weights), verifier "
                f"{verifier.name if verifier else 'none'}, {len(targets)} clip(s) of {frames}x{height}x{width}, "
@@ -102,9 +102,9 @@ def _run_and_write(model_name, weights, targets, stimulus_labels, config, accele
         progress.close()
     seconds = time.perf_counter() - started
 
-    clips = [_write_clip(result, i, clip_dirs[i], out, fps, stimulus_labels[i], snapshot_writer.paths[i])
+    clips = [write_clip(result, i, clip_dirs[i], out, fps, stimulus_labels[i], snapshot_writer.paths[i])
              for i in range(len(targets))]
-    summary = _summary(model, weights or entry.pretrained, verifier, verifier_weights, config, acceleration, result,
+    summary = run_summary(model, weights or entry.pretrained, verifier, verifier_weights, config, acceleration, result,
                        clips, seconds, torch_device, forward.name)
     with video_io.atomic_path(out / RESULT_FILE) as tmp:
         Path(tmp).write_text(json.dumps(summary, indent=2))
@@ -230,7 +230,7 @@ def _display_scale(video: torch.Tensor) -> int:
     return max(1, math.ceil(DISPLAY_MIN_SIDE / min(video.shape[-2:])))
 
 
-def _write_clip(result: SynthesisResult, index: int, clip_dir: Path, out: Path, fps: int, stimulus: str | None,
+def write_clip(result: SynthesisResult, index: int, clip_dir: Path, out: Path, fps: int, stimulus: str | None,
                 snapshots: list[Path]) -> dict:
     """Write one clip's files and return its entry of result.json."""
     clip_dir.mkdir(parents=True, exist_ok=True)
@@ -268,7 +268,7 @@ def _write_clip(result: SynthesisResult, index: int, clip_dir: Path, out: Path, 
     return entry
 
 
-def _summary(model: VideoAdapter, model_weights: str, verifier: VideoAdapter | None, verifier_weights: str | None,
+def run_summary(model: VideoAdapter, model_weights: str, verifier: VideoAdapter | None, verifier_weights: str | None,
              config: SynthesisConfig, acceleration: Acceleration, result: SynthesisResult, clips: list[dict],
              seconds: float, device: torch.device, forward_backend: str) -> dict:
     return {
@@ -310,5 +310,5 @@ def _print_report(clips: list[dict], seconds: float, timing: dict[str, float], o
     click.echo(f"wrote {out / RESULT_FILE}")
 
 
-def _slug(name: str) -> str:
+def class_slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")[:40] or "class"

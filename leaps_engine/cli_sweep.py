@@ -1,0 +1,123 @@
+"""The ``leaps-engine sweep`` jobs: plan a manifest, run it (in-process or on Ray), report on it.
+
+Part of the CLI (with :mod:`leaps_engine.cli`); manifests, batching and the runners are in
+:mod:`leaps_engine.sweep`. Output layout of ``sweep run --out DIR``::
+
+    results/<model>/<class>/<job id>/result.json   one finished job (a synthesize result folder)
+    results/<model>/<class>/<job id>/clip/...      its video.mp4, video.gif, contact_sheet.png, video.pt
+    sweep_log.jsonl                                every attempt: time, job, status, error, seconds
+    .partial/                                      jobs being written (removed when a sweep starts)
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+from tqdm import tqdm
+
+from leaps_engine.errors import LeapsError
+from leaps_engine.sweep.batches import RESULTS_DIR, JobOutcome
+from leaps_engine.sweep.manifest import plan_jobs, read_manifest, write_manifest
+from leaps_engine.sweep.runner import LOG_FILE, in_process_executor, plan_sweep, run_sweep
+
+SWEEP_GROUP_BY = ("model", "method", "objective")
+
+
+def run_plan(*, stimuli_root: str, models: tuple[str, ...], seeds: tuple[int, ...], labels: str | None, out: str,
+             settings: dict) -> None:
+    """Run ``leaps-engine sweep plan``: one job per stimulus x model x seed, written to ``out``."""
+    from leaps_engine.engine import video_io
+    from leaps_engine.engine.adapters import get_adapter_entry
+
+    models, seeds = models or ("embedded",), seeds or (0,)
+    for model in models:
+        get_adapter_entry(model)  # an unknown model fails before anything is written
+    jobs = plan_jobs(stimuli_root, models, seeds, labels,
+                     {key: value for key, value in settings.items() if value is not None})
+    if Path(out).suffix.lower() not in (".csv", ".jsonl"):
+        raise LeapsError(f"{out}: a manifest is a .csv or .jsonl file")
+    with video_io.atomic_path(out) as temporary:
+        write_manifest(temporary, jobs)
+    classes = len({job.label for job in jobs})
+    click.echo(f"wrote {out}: {len(jobs)} jobs ({classes} classes, {len(models)} model(s), {len(seeds)} seed(s))")
+
+
+def run_sweep_command(*, manifest: str, out_dir: str, batch_size: int, max_attempts: int, device: str,
+                      ray_address: str | None, gpus_per_task: float, cpus_per_task: int,
+                      local_cpus: int | None) -> bool:
+    """Run ``leaps-engine sweep run``; returns whether every job of the manifest is finished."""
+    from leaps_engine.cli_synthesize import check_device, prepare_out_dir
+
+    jobs = read_manifest(manifest)
+    out = Path(out_dir)
+    prepare_out_dir(out)
+    plan = plan_sweep(jobs, out, batch_size, max_attempts)
+    if ray_address is None:
+        check_device(device)
+        executor, where = in_process_executor(device), f"in this process on {device}"
+    else:
+        from leaps_engine.sweep.ray_executor import ray_executor
+
+        executor = ray_executor(ray_address, gpus_per_task, cpus_per_task, local_cpus)
+        where = f"on Ray ({ray_address}), {gpus_per_task:g} GPU / {cpus_per_task} CPU per task"
+    click.echo(f"{len(jobs)} jobs: {len(plan.finished)} finished earlier, {len(plan.given_up)} given up after "
+               f"{max_attempts} failures, {plan.to_run} to run in {len(plan.batches)} batches {where}")
+    progress = _SweepProgress(plan.to_run)
+    try:
+        outcomes = run_sweep(plan, out, executor, on_batch=progress.update)
+    finally:
+        progress.close()
+    failed = [outcome for outcome in outcomes if outcome.status == "failed"]
+    done = len(outcomes) - len(failed)
+    click.echo(f"{done} done, {len(failed)} failed in {progress.minutes:.1f} min ({progress.rate:.1f} videos/min); "
+               f"{len(plan.finished) + done}/{len(jobs)} finished; results in {out / RESULTS_DIR}, log {out / LOG_FILE}")
+    for outcome in failed[:10]:
+        click.echo(f"failed {outcome.job_id}: {outcome.error}", err=True)
+    if len(failed) > 10:
+        click.echo(f"... and {len(failed) - 10} more failures (see {out / LOG_FILE})", err=True)
+    if plan.given_up:
+        click.echo(f"{len(plan.given_up)} job(s) given up after {max_attempts} failed attempts (errors in "
+                   f"{out / LOG_FILE}): {', '.join(job.job_id for job in plan.given_up[:10])}", err=True)
+    return not failed and not plan.given_up
+
+
+def run_report(*, sweep_dir: str, evaluator: str | None, evaluator_weights: str | None, device: str,
+               output_format: str, out: str | None, group_by: str | None) -> None:
+    """Run ``leaps-engine sweep report``: the quality table over every finished job of a sweep."""
+    from leaps_engine.cli_evaluate import run_evaluate
+
+    results = Path(sweep_dir) / RESULTS_DIR
+    if not results.is_dir():
+        raise LeapsError(f"{sweep_dir} holds no sweep results (no {RESULTS_DIR}/ folder)")
+    run_evaluate(paths=[str(results)], evaluator=evaluator, evaluator_weights=evaluator_weights, device=device,
+                 output_format=output_format, out=out, group_by=group_by or SWEEP_GROUP_BY,
+                 command=f"leaps-engine sweep report {sweep_dir}")
+
+
+class _SweepProgress:
+    """A bar over the jobs to run: done, failed and running jobs, and videos per minute."""
+
+    def __init__(self, total: int):
+        self.bar = tqdm(total=total, desc="sweep", unit="video", dynamic_ncols=True)
+        self.started = time.perf_counter()
+        self.done = self.failed = 0
+
+    def update(self, outcomes: list[JobOutcome], running: int) -> None:
+        finished = sum(outcome.status == "done" for outcome in outcomes)
+        self.done += finished
+        self.failed += len(outcomes) - finished
+        self.bar.update(len(outcomes))
+        self.bar.set_postfix(done=self.done, failed=self.failed, running=running, per_min=f"{self.rate:.1f}")
+
+    @property
+    def minutes(self) -> float:
+        return (time.perf_counter() - self.started) / 60
+
+    @property
+    def rate(self) -> float:
+        return self.done / self.minutes if self.minutes > 0 else 0.0
+
+    def close(self) -> None:
+        self.bar.close()

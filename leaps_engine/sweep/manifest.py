@@ -1,0 +1,220 @@
+"""Sweep manifests: one synthesis job per row, read from and written to CSV or JSON Lines.
+
+A job names its model (and weights), one target class, the stimuli that prime it, a seed and any
+settings that differ from the model's preset. Columns (CSV) or keys (JSON Lines)::
+
+    model, weights, class, stimulus, seed, steps, size, method, objective, distance, priming_layers,
+    lambda_first, lambda_last, r, verifier, verifier_weights
+
+Only ``class`` is required. ``stimulus`` holds one path, or several joined with ``|`` in CSV (a list in
+JSON Lines) for multi-stimulus priming; relative paths are resolved against the manifest's folder.
+``size`` is ``TxHxW``. An empty cell means "the preset's value". The embedded model generates a
+stimulus from the seed when none is given.
+
+Each job has an id, a hash of its settings, so the same row always maps to the same result folder.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from leaps_engine.errors import LeapsError
+
+MANIFEST_SUFFIXES = (".csv", ".jsonl")
+STIMULUS_SEPARATOR = "|"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One synthesized video: a class of a model, primed by ``stimulus`` (paths), from ``seed``."""
+
+    label: str
+    model: str = "embedded"
+    weights: str | None = None
+    stimulus: tuple[str, ...] = ()
+    seed: int = 0
+    steps: int | None = None
+    size: tuple[int, int, int] | None = None
+    method: str | None = None
+    objective: str | None = None
+    distance: str | None = None
+    priming_layers: float | None = None
+    lambda_first: float | None = None
+    lambda_last: float | None = None
+    r: float | None = None
+    verifier: str | None = None
+    verifier_weights: str | None = None
+
+    @property
+    def job_id(self) -> str:
+        """16 hex digits of the SHA-256 of the job's settings (stable across runs and machines)."""
+        text = json.dumps(self.to_record(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def batch_key(self) -> tuple:
+        """Jobs with equal keys can share one batch: everything but the class, stimuli and seed."""
+        return tuple(value for name, value in self._fields() if name not in ("label", "stimulus", "seed"))
+
+    def to_record(self) -> dict:
+        """The job as a JSON-ready dict without unset fields (``class`` for ``label``)."""
+        record = {}
+        for name, value in self._fields():
+            if value is None or value == ():
+                continue
+            record["class" if name == "label" else name] = list(value) if isinstance(value, tuple) else value
+        return record
+
+    def _fields(self) -> list[tuple[str, object]]:
+        return [(field.name, getattr(self, field.name)) for field in dataclasses.fields(self)]
+
+
+COLUMNS = tuple("class" if field.name == "label" else field.name for field in dataclasses.fields(Job))
+_FLOATS = {"priming_layers", "lambda_first", "lambda_last", "r"}
+_INTS = {"seed", "steps"}
+
+
+def read_manifest(path: str | Path) -> list[Job]:
+    """The jobs of a ``.csv`` or ``.jsonl`` manifest, stimulus paths made absolute.
+
+    Raises:
+        LeapsError: the file is missing or unreadable, or a row is invalid (named by its line).
+    """
+    path = Path(path)
+    if path.suffix.lower() not in MANIFEST_SUFFIXES:
+        raise LeapsError(f"{path}: a manifest is a .csv or .jsonl file")
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise LeapsError(f"manifest {path} cannot be read ({error.strerror or error})") from None
+    rows = _csv_rows(text) if path.suffix.lower() == ".csv" else _jsonl_rows(text, path)
+    jobs = [_job_from_row(row, path, line) for line, row in rows]
+    if not jobs:
+        raise LeapsError(f"manifest {path} holds no job")
+    return jobs
+
+
+def write_manifest(path: str | Path, jobs: Sequence[Job]) -> None:
+    """Write ``jobs`` as CSV or JSON Lines (by the suffix of ``path``)."""
+    path = Path(path)
+    if path.suffix.lower() == ".jsonl":
+        path.write_text("".join(json.dumps(job.to_record()) + "\n" for job in jobs))
+        return
+    if path.suffix.lower() != ".csv":
+        raise LeapsError(f"{path}: a manifest is a .csv or .jsonl file")
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer.writeheader()
+        for job in jobs:
+            record = job.to_record()
+            record["stimulus"] = STIMULUS_SEPARATOR.join(record.get("stimulus", []))
+            if "size" in record:
+                record["size"] = "x".join(map(str, record["size"]))
+            writer.writerow(record)
+
+
+def plan_jobs(
+    stimuli_root: str | Path, models: Sequence[str], seeds: Sequence[int], labels_csv: str | Path | None = None,
+    settings: dict | None = None,
+) -> list[Job]:
+    """One job per stimulus x model x seed.
+
+    The class of a stimulus is the name of the sub-folder that holds it (``ROOT/<class>/<video>``), or its
+    entry in ``labels_csv`` (columns ``path,class``; paths relative to that file). A stimulus is a video or
+    tensor file, or a folder of frames.
+    """
+    root = Path(stimuli_root)
+    if not root.is_dir():
+        raise LeapsError(f"stimulus folder not found: {root}")
+    pairs = _labelled_stimuli(root) if labels_csv is None else _labels_from_csv(Path(labels_csv))
+    if not pairs:
+        raise LeapsError(f"no stimulus found under {root} (expected ROOT/<class>/<video, tensor or frame folder>)")
+    settings = settings or {}
+    return [Job(label=label, model=model, stimulus=(str(stimulus),), seed=seed, **settings)
+            for model in models for seed in seeds for stimulus, label in pairs]
+
+
+def _labelled_stimuli(root: Path) -> list[tuple[Path, str]]:
+    from leaps_engine.engine.stimulus import IMAGE_EXTENSIONS, TENSOR_EXTENSIONS, VIDEO_EXTENSIONS
+
+    clip_suffixes = VIDEO_EXTENSIONS + TENSOR_EXTENSIONS
+    pairs = []
+    for class_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        for entry in sorted(class_dir.iterdir()):
+            is_frames = entry.is_dir() and any(p.suffix.lower() in IMAGE_EXTENSIONS for p in entry.iterdir())
+            if is_frames or entry.suffix.lower() in clip_suffixes:
+                pairs.append((entry.resolve(), class_dir.name))
+    return pairs
+
+
+def _labels_from_csv(path: Path) -> list[tuple[Path, str]]:
+    try:
+        rows = list(csv.DictReader(path.read_text().splitlines()))
+    except OSError as error:
+        raise LeapsError(f"labels file {path} cannot be read ({error.strerror or error})") from None
+    if not rows or not {"path", "class"} <= set(rows[0]):
+        raise LeapsError(f"labels file {path} needs the columns path and class")
+    return [((path.parent / row["path"]).resolve(), row["class"]) for row in rows]
+
+
+def _csv_rows(text: str) -> Iterable[tuple[int, dict]]:
+    reader = csv.DictReader(text.splitlines())
+    unknown = set(reader.fieldnames or ()) - set(COLUMNS)
+    if unknown:
+        raise LeapsError(f"unknown manifest column(s) {', '.join(sorted(unknown))}; known: {', '.join(COLUMNS)}")
+    for line, row in enumerate(reader, start=2):
+        yield line, {key: value for key, value in row.items() if value not in (None, "")}
+
+
+def _jsonl_rows(text: str, path: Path) -> Iterable[tuple[int, dict]]:
+    for line, raw in enumerate(text.splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            row = json.loads(raw)
+        except json.JSONDecodeError as error:
+            raise LeapsError(f"{path}:{line}: not JSON ({error.msg})") from None
+        if not isinstance(row, dict):
+            raise LeapsError(f"{path}:{line}: each line must be a JSON object")
+        unknown = set(row) - set(COLUMNS)
+        if unknown:
+            raise LeapsError(f"{path}:{line}: unknown key(s) {', '.join(sorted(unknown))}")
+        yield line, {key: value for key, value in row.items() if value not in (None, "")}
+
+
+def _job_from_row(row: dict, path: Path, line: int) -> Job:
+    where = f"{path}:{line}"
+    if "class" not in row:
+        raise LeapsError(f"{where}: the job has no class")
+    fields: dict = {"label": str(row.pop("class"))}
+    for name, value in row.items():
+        try:
+            fields[name] = _parse_value(name, value, path.parent)
+        except (TypeError, ValueError):
+            raise LeapsError(f"{where}: bad {name} {value!r}") from None
+    return Job(**fields)
+
+
+def _parse_value(name: str, value: object, base: Path) -> object:
+    if name in _INTS:
+        if isinstance(value, float) or not re.fullmatch(r"-?\d+", str(value)):
+            raise ValueError(value)
+        return int(value)
+    if name in _FLOATS:
+        return float(value)
+    if name == "size":
+        parts = value if isinstance(value, list) else str(value).lower().split("x")
+        size = tuple(int(part) for part in parts)
+        if len(size) != 3:
+            raise ValueError(value)
+        return size
+    if name == "stimulus":
+        paths = value if isinstance(value, list) else str(value).split(STIMULUS_SEPARATOR)
+        return tuple(str((base / str(p).strip()).resolve()) for p in paths if str(p).strip())
+    return str(value)
