@@ -186,6 +186,11 @@ def quantiles(times: list[float]) -> list[float]:
     return [round(v, 4) for v in values.tolist()]
 
 
+def significant(value: float) -> float:
+    """``value`` to 4 significant digits (tiny shapes move so few bytes that fixed decimals would give 0)."""
+    return float(f"{value:.4g}")
+
+
 def measure(row: Row, fn: Callable, x: torch.Tensor, constants: tuple, grad_output: torch.Tensor,
             expected: tuple, args: argparse.Namespace, device: torch.device) -> None:
     """Check ``fn`` against eager, warm it up, then fill ``row``'s timings."""
@@ -230,10 +235,10 @@ def bench_case(spec: LossSpec, x: torch.Tensor, layout: str, args: argparse.Name
             measure(row, fn, loss_input, constants, grad_output, expected, args, device)
         if row.fwd_ms is not None:
             eager = rows[0] if rows else row
-            row.fwd_gbps = round(moved[0] / row.fwd_ms / 1e6, 3)  # bytes per ms / 1e6 = GB/s
-            row.fwd_bwd_gbps = round(moved[1] / row.fwd_bwd_ms / 1e6, 3)
-            row.fwd_speedup = round(eager.fwd_ms / row.fwd_ms, 3)
-            row.fwd_bwd_speedup = round(eager.fwd_bwd_ms / row.fwd_bwd_ms, 3)
+            row.fwd_gbps = significant(moved[0] / row.fwd_ms / 1e6)  # bytes per ms / 1e6 = GB/s
+            row.fwd_bwd_gbps = significant(moved[1] / row.fwd_bwd_ms / 1e6)
+            row.fwd_speedup = significant(eager.fwd_ms / row.fwd_ms)
+            row.fwd_bwd_speedup = significant(eager.fwd_bwd_ms / row.fwd_bwd_ms)
         rows.append(row)
         bar.update()
     return rows

@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", action="append", choices=list(NETWORKS),
                         help="train only this network (repeat for several; default: all three)")
     parser.add_argument("--noise", action="store_true",
-                        help="pixel-noise augmentation for the classifier and verifier too (not in the shipped weights)")
+                        help="pixel-noise augmentation for the classifier and verifier too (the shipped ones have it)")
     parser.add_argument("--adversarial", type=float, default=0.0, metavar="EPSILON",
                         help="train the classifier and verifier on PGD clips within this L-inf pixel radius")
     args = parser.parse_args(argv)
