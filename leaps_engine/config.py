@@ -66,8 +66,8 @@ PRESETS: dict[str, Preset] = {
 }
 
 EMBEDDED_PRESET = Preset(
-    lambda_first=0.875,
-    lambda_last=0.4,
+    lambda_first=0.5,
+    lambda_last=0.1,
     r=1e-6,
     verifier="embedded_verifier",
     source="tuned for the embedded models by `leaps-engine tune` (benchmarks/results/tune_embedded)",

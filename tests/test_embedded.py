@@ -9,11 +9,13 @@ import torch
 
 from leaps_engine.engine.adapters import create_adapter
 from leaps_engine.engine.embedded.generator import (
+    CAMERA_SPEED,
     CLASS_NAMES,
     CLIP_FRAMES,
     CLIP_SIZE,
     generate_clips,
     generate_stimulus,
+    render_scene,
     sample_scene,
     shape_coverage,
 )
@@ -47,6 +49,29 @@ def test_stimulus_is_one_clip_determined_by_its_seed():
     assert torch.equal(stimulus, generate_stimulus(CLASS_NAMES.index("growing"), seed=5))
     with pytest.raises(ValueError):
         generate_stimulus(len(CLASS_NAMES), seed=5)
+
+
+def test_the_camera_pans_steadily_and_stays_still_when_asked():
+    labels = torch.arange(len(CLASS_NAMES))
+    panning = sample_scene(labels, torch.Generator().manual_seed(TEST_SEED))
+    still = sample_scene(labels, torch.Generator().manual_seed(TEST_SEED), camera_speed=0.0)
+    assert not still.camera.any()
+    assert torch.equal(still.movers.centre, panning.movers.centre)  # the camera's draws come last
+    velocity = panning.camera[:, 1:] - panning.camera[:, :-1]  # [N, T - 1, 2]
+    assert torch.allclose(velocity, velocity[:, :1].expand_as(velocity), atol=1e-6)
+    assert (velocity[:, 0].norm(dim=-1) <= CAMERA_SPEED + 1e-6).all() and velocity.abs().max() > 0.01
+
+
+def test_a_panning_camera_shifts_background_and_clutter_together():
+    scene = sample_scene(torch.arange(len(CLASS_NAMES)), torch.Generator().manual_seed(TEST_SEED))
+    pixel = 2.0 / CLIP_SIZE  # a pan of whole pixels, (2, 1) per frame
+    scene.camera = torch.arange(CLIP_FRAMES)[None, :, None] * torch.tensor([2 * pixel, pixel]).expand(
+        len(CLASS_NAMES), CLIP_FRAMES, 2)
+    scene.movers.visible[:] = False
+    video = render_scene(scene)  # [N, 3, T, H, W]
+    dx, dy = 2 * (CLIP_FRAMES - 1), CLIP_FRAMES - 1  # the last frame is the first seen dx right, dy down
+    assert torch.allclose(video[:, :, -1, :-dy, :-dx], video[:, :, 0, dy:, dx:], atol=1e-4)
+    assert not torch.allclose(video[:, :, -1], video[:, :, 0], atol=1e-2)
 
 
 def _track(class_name: str, sprite: int = ACTOR, count: int = 8) -> dict[str, torch.Tensor]:
@@ -102,16 +127,16 @@ def test_pairs_approach_or_separate_and_bouncing_turns_at_the_floor():
 @pytest.mark.parametrize(("name", "network"), [("embedded", "classifier"), ("embedded_verifier", "verifier"),
                                              ("embedded_evaluator", "evaluator")])
 def test_shipped_weights_classify_fresh_clips_as_recorded(name, network):
-    """At least 90% (the PGD-trained classifier and verifier trade some clean accuracy for robustness),
-    and within 3 points of the held-out accuracy that training.json records for these weights."""
+    """Far above chance (1 in 12; with the panning camera the shipped networks hold 68-85%), and within 5
+    points of the held-out accuracy that training.json records for these weights (600 clips here)."""
     record = resources.files("leaps_engine.engine.embedded") / "weights" / "training.json"
     recorded = json.loads(record.read_text())[network]["held_out_accuracy"]
     adapter = create_adapter(name)
-    labels = torch.arange(len(CLASS_NAMES)).repeat(20)
+    labels = torch.arange(len(CLASS_NAMES)).repeat(50)
     clips = generate_clips(labels, torch.Generator().manual_seed(TEST_SEED))
     with torch.no_grad():
         accuracy = (adapter(adapter.spec.normalize(clips)).argmax(1) == labels).float().mean().item()
-    assert accuracy >= 0.9 and abs(accuracy - recorded) <= 0.03
+    assert accuracy >= 0.6 and abs(accuracy - recorded) <= 0.05
 
 
 @pytest.mark.parametrize("name", ["embedded", "embedded_verifier", "embedded_evaluator"])

@@ -1,11 +1,17 @@
 """Procedural action clips: a two-coloured actor performs one of 12 motions in a cluttered scene.
 
-Every clip has a static textured background (colour noise plus a grating), three static clutter shapes,
-a small plain distractor drifting in a random direction, and the actor: a disc, square, triangle, plus or
-ellipse split into two colours, so that its rotation is visible whatever its shape. Shapes, colours,
-sizes, speeds, positions and backgrounds are drawn independently of the class; the class only decides how
-the actor moves (for "approaching" and "separating", how a pair of actors moves), so a classifier has to
-read the motion. The distractor is told apart by being smaller and plain.
+Every clip has a textured background (colour noise plus a grating), three clutter shapes fixed in the
+scene, a small plain distractor drifting in a random direction, and the actor: a disc, square, triangle,
+plus or ellipse split into two colours, so that its rotation is visible whatever its shape. Shapes,
+colours, sizes, speeds, positions and backgrounds are drawn independently of the class; the class only
+decides how the actor moves (for "approaching" and "separating", how a pair of actors moves), so a
+classifier has to read the motion. The distractor is told apart by being smaller and plain.
+
+A camera pans over the scene in a random direction at up to ``CAMERA_SPEED`` per frame, so an actor's
+motion on screen is its motion in the scene minus the camera's, and only the background tells them apart
+(without it, networks that transfer videos at all also transfer the CE-only baselines' ones: no headroom
+to tell methods apart). ``camera_speed=0`` gives a still camera, the earlier, easier domain; the camera's
+random draws come after all others, so a seed gives the same scene with and without it.
 
 Rendering is vectorised over the batch: every shape is an implicit function on the pixel grid with a
 one-pixel soft edge; position, rotation and scale are coordinate transforms. Image coordinates span
@@ -16,7 +22,7 @@ designed for 8 frames; longer clips keep the per-frame speeds, so actors may lea
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -49,6 +55,8 @@ SHAPES: tuple[str, ...] = ("disc", "square", "triangle", "plus", "ellipse")
 PIXEL_MEAN: tuple[float, float, float] = (0.5, 0.5, 0.5)
 PIXEL_STD: tuple[float, float, float] = (0.29, 0.29, 0.29)
 
+CAMERA_SPEED = 0.1  # the fastest camera pan, image coordinates per frame (the image spans 2)
+
 
 @dataclass
 class Sprites:
@@ -69,8 +77,9 @@ class Scene:
     base_colour: torch.Tensor  # [N, 3] background colour
     colour_noise: torch.Tensor  # [N, 3, 4, 4] low-resolution colour noise, upsampled over the background
     grating: torch.Tensor  # [N, 4] grey grating: amplitude, cycles per image, orientation, phase
-    clutter: Sprites  # static shapes, one frame
+    clutter: Sprites  # shapes fixed in the scene, one frame
     movers: Sprites  # distractor, partner, actor
+    camera: torch.Tensor  # [N, T, 2] the camera's offset per frame; the scene appears shifted by -camera
 
 
 def _uniform(low: float, high: float, *shape: int, generator: torch.Generator) -> torch.Tensor:
@@ -165,8 +174,12 @@ def _sample_movers(labels: torch.Tensor, frames: int, base: torch.Tensor, genera
     )
 
 
-def sample_scene(labels: torch.Tensor, generator: torch.Generator, frames: int = CLIP_FRAMES) -> Scene:
-    """Draw the random content of one clip per label; the random draws do not depend on the labels."""
+def sample_scene(
+    labels: torch.Tensor, generator: torch.Generator, frames: int = CLIP_FRAMES, camera_speed: float = CAMERA_SPEED
+) -> Scene:
+    """Draw the random content of one clip per label; the random draws do not depend on the labels.
+    ``camera_speed``: the most the camera moves per frame, in image coordinates (the image spans 2;
+    actors move 0.08-0.14 per frame); 0 keeps it still."""
     n = labels.shape[0]
     base = torch.rand(n, 3, generator=generator)
     colour_noise = (torch.rand(n, 3, 4, 4, generator=generator) - 0.5) * 0.3
@@ -180,7 +193,14 @@ def sample_scene(labels: torch.Tensor, generator: torch.Generator, frames: int =
         1,
     )
     clutter = _sample_clutter(base, generator)
-    return Scene(base, colour_noise, grating, clutter, _sample_movers(labels, frames, base, generator))
+    movers = _sample_movers(labels, frames, base, generator)
+    camera = torch.zeros(n, frames, 2)
+    if camera_speed > 0:
+        tau = torch.arange(frames, dtype=torch.float32)[:, None] - (frames - 1) / 2  # [T, 1]
+        heading = _uniform(0.0, 2 * math.pi, n, 1, 1, generator=generator)
+        speed = _uniform(0.0, camera_speed, n, 1, 1, generator=generator)
+        camera = torch.cat([torch.cos(heading), torch.sin(heading)], -1) * speed * tau  # [N, T, 2]
+    return Scene(base, colour_noise, grating, clutter, movers, camera)
 
 
 def _shape_distance(u: torch.Tensor, v: torch.Tensor, shape: torch.Tensor) -> torch.Tensor:
@@ -218,13 +238,19 @@ def shape_coverage(sprites: Sprites, index: int, size: int) -> tuple[torch.Tenso
 
 
 def _render_background(scene: Scene, size: int) -> torch.Tensor:
-    """Static background ``[N, 3, size, size]``: base colour, smooth colour noise and a grey grating."""
+    """Background ``[N, 3, T, size, size]`` as the camera sees it: base colour, smooth colour noise
+    (mirrored beyond the scene's edge) and a grey grating."""
+    n, frames = scene.camera.shape[:2]
     grid = (torch.arange(size, dtype=torch.float32) + 0.5) * (2.0 / size) - 1.0
-    amplitude, cycles, orientation, phase = (scene.grating[:, i, None, None] for i in range(4))  # [N, 1, 1]
-    along = grid[None, None, :] * torch.cos(orientation) + grid[None, :, None] * torch.sin(orientation)
-    grating = amplitude * torch.sin(math.pi * cycles * along + phase)  # [N, size, size]
-    noise = torch.nn.functional.interpolate(scene.colour_noise, size=(size, size), mode="bilinear")
-    return (scene.base_colour[:, :, None, None] + noise + grating[:, None]).clamp(0.0, 1.0)
+    x = grid[None, None, None, :] + scene.camera[:, :, 0, None, None]  # [N, T, 1, size] scene coordinates
+    y = grid[None, None, :, None] + scene.camera[:, :, 1, None, None]  # [N, T, size, 1]
+    amplitude, cycles, orientation, phase = (scene.grating[:, i, None, None, None] for i in range(4))
+    along = x * torch.cos(orientation) + y * torch.sin(orientation)
+    grating = amplitude * torch.sin(math.pi * cycles * along + phase)  # [N, T, size, size]
+    where = torch.stack(torch.broadcast_tensors(x, y), -1).reshape(n, frames * size, size, 2)
+    noise = torch.nn.functional.grid_sample(scene.colour_noise, where, mode="bilinear", padding_mode="reflection",
+                                            align_corners=False).reshape(n, 3, frames, size, size)
+    return (scene.base_colour[:, :, None, None, None] + noise + grating[:, None]).clamp(0.0, 1.0)
 
 
 def _paint(video: torch.Tensor, sprites: Sprites, size: int) -> torch.Tensor:
@@ -238,24 +264,31 @@ def _paint(video: torch.Tensor, sprites: Sprites, size: int) -> torch.Tensor:
     return video
 
 
+def _seen_from(sprites: Sprites, camera: torch.Tensor) -> Sprites:
+    """``sprites`` on screen, per frame of ``camera`` ``[N, T, 2]``: every centre shifted by -camera."""
+    return replace(sprites, centre=sprites.centre - camera[:, None])
+
+
 def render_scene(scene: Scene, size: int = CLIP_SIZE) -> torch.Tensor:
     """Render clips ``[N, 3, T, size, size]`` in [0, 1]."""
-    still = _paint(_render_background(scene, size)[:, :, None], scene.clutter, size)  # [N, 3, 1, H, W]
-    frames = scene.movers.centre.shape[2]
-    return _paint(still.expand(-1, -1, frames, -1, -1), scene.movers, size).contiguous()
+    video = _paint(_render_background(scene, size), _seen_from(scene.clutter, scene.camera), size)
+    return _paint(video, _seen_from(scene.movers, scene.camera), size).contiguous()
 
 
 def generate_clips(
-    labels: torch.Tensor, generator: torch.Generator, frames: int = CLIP_FRAMES, size: int = CLIP_SIZE
+    labels: torch.Tensor, generator: torch.Generator, frames: int = CLIP_FRAMES, size: int = CLIP_SIZE,
+    camera_speed: float = CAMERA_SPEED,
 ) -> torch.Tensor:
     """Clips ``[N, 3, frames, size, size]`` in [0, 1], one of class ``labels[i]`` each; deterministic given
-    the generator's state."""
-    return render_scene(sample_scene(labels, generator, frames), size)
+    the generator's state. ``camera_speed``: see :func:`sample_scene`."""
+    return render_scene(sample_scene(labels, generator, frames, camera_speed), size)
 
 
-def generate_stimulus(class_index: int, seed: int, frames: int = CLIP_FRAMES, size: int = CLIP_SIZE) -> torch.Tensor:
+def generate_stimulus(
+    class_index: int, seed: int, frames: int = CLIP_FRAMES, size: int = CLIP_SIZE, camera_speed: float = CAMERA_SPEED
+) -> torch.Tensor:
     """One clip ``[3, frames, size, size]`` of class ``class_index``, determined by ``seed``."""
     if not 0 <= class_index < len(CLASS_NAMES):
         raise ValueError(f"class index {class_index} is out of range 0..{len(CLASS_NAMES) - 1}")
     generator = torch.Generator().manual_seed(seed)
-    return generate_clips(torch.tensor([class_index]), generator, frames, size)[0]
+    return generate_clips(torch.tensor([class_index]), generator, frames, size, camera_speed)[0]

@@ -2,20 +2,24 @@
 
     python -m leaps_engine.engine.embedded.train --seed 0 --out DIR                    # all three, clean clips
     python -m leaps_engine.engine.embedded.train --seed 0 --out DIR --only evaluator   # one network
+    python -m leaps_engine.engine.embedded.train --seed 0 --out DIR --camera-speed 0   # the still-camera domain
 
 The shipped weights (``leaps_engine/engine/embedded/weights``) are the evaluator of ``--only evaluator``
 and the classifier and verifier of ``--only classifier --only verifier --adversarial 0.02 --noise
---steps 1600`` (PGD-trained: without it the synthesized videos do not transfer between networks).
+--steps 1600`` (PGD-trained: without it the synthesized videos do not transfer between networks), on the
+default domain (a camera panning at up to ``CAMERA_SPEED``).
 
 Every step draws a new batch of clips (infinite data, so no epochs and no overfitting to a fixed set),
 normalises with the generator's ``PIXEL_MEAN``/``PIXEL_STD`` and takes one AdamW step on each network
 (separate optimisers, one-cycle learning rate). The classifier and verifier share one stream of
 batches; the evaluator, the independent judge of quality measurements, learns from its own stream
-(seed ``seed + EVALUATOR_STREAM_OFFSET``) with pixel noise on most clips (:func:`add_pixel_noise`). Then each is evaluated on a held-out generated set drawn from
-seed ``seed + HELD_OUT_SEED_OFFSET`` (never seen in training), and the script writes ``classifier.pt``,
-``verifier.pt`` and ``evaluator.pt`` (plain state dicts, loadable with ``torch.load(weights_only=True)``)
-and ``training.json`` (seed, pixel statistics, timing, torch version, and per network its steps,
-augmentations and held-out accuracies; entries of networks not retrained are kept). The same seed, thread count and torch build give the same weights.
+(seed ``seed + EVALUATOR_STREAM_OFFSET``) with pixel noise on most clips (:func:`add_pixel_noise`).
+Then each is evaluated on a held-out generated set drawn from seed ``seed + HELD_OUT_SEED_OFFSET``
+(never seen in training), and the script writes ``classifier.pt``, ``verifier.pt`` and ``evaluator.pt``
+(plain state dicts, loadable with ``torch.load(weights_only=True)``) and ``training.json`` (seed, pixel
+statistics, timing, torch version, and per network its steps, augmentations, camera speed and held-out
+accuracies; entries of networks not retrained are kept). The same seed, thread count and torch build
+give the same weights.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import torch
 from torch import nn
 
 from leaps_engine.engine.embedded.generator import (
+    CAMERA_SPEED,
     CLASS_NAMES,
     PIXEL_MEAN,
     PIXEL_STD,
@@ -57,11 +62,11 @@ def normalise(clips: torch.Tensor) -> torch.Tensor:
 
 
 def training_batch(
-    batch_size: int, generator: torch.Generator, noisy: bool = False
+    batch_size: int, generator: torch.Generator, noisy: bool = False, camera_speed: float = CAMERA_SPEED
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Pixel clips ``[B, 3, T, H, W]`` in [0, 1] and their labels ``[B]``; ``noisy`` adds pixel noise."""
     labels = torch.randint(0, len(CLASS_NAMES), (batch_size,), generator=generator)
-    clips = generate_clips(labels, generator)
+    clips = generate_clips(labels, generator, camera_speed=camera_speed)
     return (add_pixel_noise(clips, generator) if noisy else clips), labels
 
 
@@ -100,7 +105,7 @@ def add_pixel_noise(clips: torch.Tensor, generator: torch.Generator) -> torch.Te
 
 def train_networks(
     networks: dict[str, nn.Module], seed: int, steps: int, batch_size: int, log: Callable[[str], None],
-    noisy: bool = False, epsilon: float = 0.0, attack_steps: int = 3,
+    noisy: bool = False, epsilon: float = 0.0, attack_steps: int = 3, camera_speed: float = CAMERA_SPEED,
 ) -> None:
     """Train every network in ``networks`` for ``steps`` steps on the same stream of batches; with
     ``epsilon`` > 0, each on PGD clips crafted against itself (:func:`adversarial_clips`)."""
@@ -115,7 +120,7 @@ def train_networks(
     running = {name: [0.0, 0.0] for name in networks}  # loss and accuracy since the last report
     start, report_every = time.perf_counter(), max(1, steps // 20)
     for step in range(1, steps + 1):
-        clips, labels = training_batch(batch_size, generator, noisy)
+        clips, labels = training_batch(batch_size, generator, noisy, camera_speed)
         for name, net in networks.items():
             net.train()
             inputs = adversarial_clips(net, clips, labels, epsilon, attack_steps, generator) if epsilon else clips
@@ -133,11 +138,13 @@ def train_networks(
             running = {name: [0.0, 0.0] for name in networks}
 
 
-def held_out_set(seed: int, per_class: int, chunk: int = 240) -> tuple[torch.Tensor, torch.Tensor]:
+def held_out_set(
+    seed: int, per_class: int, chunk: int = 240, camera_speed: float = CAMERA_SPEED
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``per_class`` clips of every class in [0, 1], ``[N, 3, T, H, W]``, and their labels, from ``seed``."""
     generator = torch.Generator().manual_seed(seed)
     labels = torch.arange(len(CLASS_NAMES)).repeat(per_class)
-    clips = torch.cat([generate_clips(part, generator) for part in labels.split(chunk)])
+    clips = torch.cat([generate_clips(part, generator, camera_speed=camera_speed) for part in labels.split(chunk)])
     return clips, labels
 
 
@@ -153,22 +160,24 @@ def per_class_accuracy(net: nn.Module, clips: torch.Tensor, labels: torch.Tensor
 def run(
     seed: int, steps: int, batch_size: int, out: Path, per_class: int, log: Callable[[str], None],
     only: tuple[str, ...] = tuple(NETWORKS), noisy: bool = False, epsilon: float = 0.0,
+    camera_speed: float = CAMERA_SPEED,
 ) -> dict:
     """Train the networks named in ``only``, evaluate them on the held-out set, write their weights and
     ``training.json``. ``noisy`` adds pixel noise to the classifier's and verifier's batches too (the
-    evaluator always has it); ``epsilon`` > 0 trains the classifier and verifier adversarially."""
+    evaluator always has it); ``epsilon`` > 0 trains the classifier and verifier adversarially;
+    ``camera_speed`` is the fastest camera pan of the clips (0: a still camera)."""
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True)
     built = {name: build() for name, build in NETWORKS.items()}  # always all three: the same initial weights
     start = time.perf_counter()
     shared = {name: built[name] for name in ("classifier", "verifier") if name in only}
     if shared:
-        train_networks(shared, seed, steps, batch_size, log, noisy=noisy, epsilon=epsilon)
+        train_networks(shared, seed, steps, batch_size, log, noisy=noisy, epsilon=epsilon, camera_speed=camera_speed)
     if "evaluator" in only:
         train_networks({"evaluator": built["evaluator"]}, seed + EVALUATOR_STREAM_OFFSET, steps, batch_size, log,
-                       noisy=True)
+                       noisy=True, camera_speed=camera_speed)
     train_seconds = time.perf_counter() - start
-    clips, labels = held_out_set(seed + HELD_OUT_SEED_OFFSET, per_class)
+    clips, labels = held_out_set(seed + HELD_OUT_SEED_OFFSET, per_class, camera_speed=camera_speed)
     previous = out / "training.json"
     report = json.loads(previous.read_text()) if previous.exists() and set(only) != set(NETWORKS) else {}
     report.update({
@@ -186,6 +195,7 @@ def run(
             "batch_size": batch_size,
             "pixel_noise": noisy or name == "evaluator",
             "adversarial_epsilon": 0.0 if name == "evaluator" else epsilon,
+            "camera_speed": camera_speed,
             "parameters": sum(p.numel() for p in net.parameters()),
             "held_out_accuracy": accuracy.mean().item(),
             "per_class_accuracy": dict(zip(CLASS_NAMES, accuracy.tolist())),
@@ -220,10 +230,13 @@ def main(argv: list[str] | None = None) -> None:
                         help="pixel-noise augmentation for the classifier and verifier too (the shipped ones have it)")
     parser.add_argument("--adversarial", type=float, default=0.0, metavar="EPSILON",
                         help="train the classifier and verifier on PGD clips within this L-inf pixel radius")
+    parser.add_argument("--camera-speed", type=float, default=CAMERA_SPEED, metavar="SPEED",
+                        help=f"the fastest camera pan, image coordinates per frame (default {CAMERA_SPEED}; "
+                             "0: a still camera)")
     args = parser.parse_args(argv)
     only = tuple(args.only) if args.only else tuple(NETWORKS)
     run(args.seed, args.steps, args.batch_size, args.out, args.held_out_per_class, lambda line: print(line, flush=True),
-        only, args.noise, args.adversarial)
+        only, args.noise, args.adversarial, args.camera_speed)
 
 
 if __name__ == "__main__":
