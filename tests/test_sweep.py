@@ -67,10 +67,17 @@ def test_relative_stimulus_paths_are_resolved_against_the_manifest(tmp_path):
     ("seed", "1", "m.csv:2: the job has no class"),
     ("class,colour", "0,red", "unknown manifest column(s) colour"),
     ("class,size", "0,8x16", "m.csv:2: bad size '8x16'"),
+    ("class,seed", "0,1,2", "m.csv:2: more cells than the header has columns"),
 ])
 def test_bad_manifest_rows_are_named(tmp_path, header, row, message):
     with pytest.raises(LeapsError, match=message.replace("(", r"\(").replace(")", r"\)")):
         read_manifest(_manifest(tmp_path / "m.csv", [row], header))
+
+
+def test_a_manifest_that_is_not_text_is_named(tmp_path):
+    (tmp_path / "m.csv").write_bytes(b"class,seed\n\xff\xfe,1\n")
+    with pytest.raises(LeapsError, match="is not UTF-8 text"):
+        read_manifest(tmp_path / "m.csv")
 
 
 def test_bad_jsonl_lines_are_named(tmp_path):
@@ -145,6 +152,35 @@ def test_in_process_sweep_resumes_retries_and_gives_up(tmp_path):
     assert list(failure_counts(out).values()) == [2]
     log = [json.loads(line) for line in (out / LOG_FILE).read_text().splitlines()]
     assert [entry["status"] for entry in log].count("done") == 3
+
+
+def test_a_job_failing_inside_a_batch_fails_alone(tmp_path, monkeypatch):
+    from leaps_engine.sweep import batches
+
+    synthesize = batches.synthesize
+
+    def refuse_seed_13(model, targets, **options):  # an engine error that only one job's video meets
+        if any(target.seed == 13 for target in targets):
+            raise RuntimeError("out of memory")
+        return synthesize(model, targets, **options)
+
+    monkeypatch.setattr(batches, "synthesize", refuse_seed_13)
+    jobs = [Job(str(index), seed=11 + index, steps=STEPS) for index in range(4)]
+    outcomes = batches.run_batch(jobs, tmp_path)
+    assert [outcome.status for outcome in outcomes] == ["done", "done", "failed", "done"]
+    assert outcomes[2].error == "out of memory"
+    assert len(_results(tmp_path)) == 3
+
+
+def test_a_log_line_torn_by_a_kill_hides_no_later_failure(tmp_path):
+    manifest = _manifest(tmp_path / "m.csv", [f"not a class,1,{STEPS}"])
+    out = tmp_path / "sweep"
+    out.mkdir()
+    (out / LOG_FILE).write_text('{"time": "2026-01-01T00:00:00", "job": "0123')  # killed mid-line
+    arguments = ["sweep", "run", str(manifest), "--out", str(out), "--max-attempts", "1"]
+    assert CliRunner().invoke(main, arguments).exit_code == 1
+    assert list(failure_counts(out).values()) == [1]
+    assert "0 to run" in CliRunner().invoke(main, arguments).output
 
 
 def test_sweep_results_equal_synthesizing_each_job_alone(tmp_path, model, verifier):

@@ -61,32 +61,25 @@ def is_finished(out: Path, job: Job) -> bool:
 def run_batch(jobs: list[Job], out: Path, device: str = "cpu", fps: int = 5) -> list[JobOutcome]:
     """Synthesize ``jobs`` (one batch key) together and write each finished job's folder.
 
-    A job that cannot be prepared (unknown class, unreadable stimulus) fails alone; an error during
-    synthesis fails the whole batch. Errors are returned, never raised, so one bad job never stops a sweep.
+    A job that cannot be prepared (unknown class, unreadable stimulus) fails alone; if synthesis fails
+    for a batch of several jobs, each is run again alone, so one bad job fails only itself. Errors are
+    returned, never raised, so no job stops a sweep.
     """
-    started = time.perf_counter()
-    targets: dict[int, Target] = {}
-    outcomes: dict[int, JobOutcome] = {}
     try:
         model_entry = get_adapter_entry(jobs[0].model)
         config = _config(jobs[0])
-    except (LeapsError, OSError, ValueError) as error:
+    except Exception as error:  # any error of a job's settings fails its jobs, not the sweep
         return [JobOutcome(job.job_id, "failed", one_line(error)) for job in jobs]
+    targets: dict[int, Target] = {}
+    outcomes: dict[int, JobOutcome] = {}
     for index, job in enumerate(jobs):
         try:
             targets[index] = _target(job, model_entry, config)
-        except (LeapsError, OSError, ValueError) as error:
+        except Exception as error:  # unknown class, unreadable or corrupt stimulus, ...
             outcomes[index] = JobOutcome(job.job_id, "failed", one_line(error))
-    if targets:
-        ready = [jobs[index] for index in targets]
-        try:
-            _synthesize_and_write(ready, list(targets.values()), config, out, torch.device(device), fps)
-        except (LeapsError, OSError, RuntimeError, ValueError) as error:
-            message = one_line(error)
-            outcomes.update({index: JobOutcome(jobs[index].job_id, "failed", message) for index in targets})
-        else:
-            seconds = (time.perf_counter() - started) / len(ready)
-            outcomes.update({index: JobOutcome(jobs[index].job_id, "done", seconds=seconds) for index in targets})
+    ready = list(targets)
+    together = _run_together([jobs[index] for index in ready], list(targets.values()), config, out, device, fps)
+    outcomes.update(zip(ready, together))
     return [outcomes[index] for index in range(len(jobs))]
 
 
@@ -122,28 +115,71 @@ def _target(job: Job, model_entry, config: SynthesisConfig) -> Target:
     return Target(label, generate_stimulus(label, seed=job.seed), seed=job.seed)
 
 
-def _synthesize_and_write(jobs: list[Job], targets: list[Target], config: SynthesisConfig, out: Path,
-                          device: torch.device, fps: int) -> None:
-    from leaps_engine.cli_synthesize import build_verifier, run_summary, write_clip
+def _run_together(jobs: list[Job], targets: list[Target], config: SynthesisConfig, out: Path, device: str,
+                  fps: int) -> list[JobOutcome]:
+    """Synthesize prepared ``jobs`` as one batch and write each; a failed batch of several is run job by job."""
+    if not jobs:
+        return []
+    started = time.perf_counter()
+    try:
+        run = _synthesize(jobs[0], targets, config, torch.device(device))
+    except Exception as error:  # engine, model or memory errors: this batch failed
+        if len(jobs) > 1:
+            return [outcome for job, target in zip(jobs, targets, strict=True)
+                    for outcome in _run_together([job], [target], config, out, device, fps)]
+        return [JobOutcome(jobs[0].job_id, "failed", one_line(error))]
+    seconds = (time.perf_counter() - started) / len(jobs)
+    outcomes = []
+    for index, job in enumerate(jobs):
+        try:
+            _write_job(run, index, job, targets[index], config, out, fps)
+        except Exception as error:  # a full disk or a lost mount fails this job's folder only
+            outcomes.append(JobOutcome(job.job_id, "failed", f"cannot write its result: {one_line(error)}"))
+        else:
+            outcomes.append(JobOutcome(job.job_id, "done", seconds=seconds))
+    return outcomes
 
-    first = jobs[0]
+
+@dataclass
+class _BatchRun:
+    """A synthesized batch and what its summaries name."""
+
+    model: object
+    weights: str
+    verifier: object
+    verifier_weights: str | None
+    acceleration: Acceleration
+    result: object
+    seconds: float
+    device: torch.device
+
+
+def _synthesize(first: Job, targets: list[Target], config: SynthesisConfig, device: torch.device) -> _BatchRun:
+    from leaps_engine.cli_synthesize import build_verifier
+
     model = create_adapter(first.model, weights=first.weights, device=device)
     weights = first.weights or get_adapter_entry(first.model).pretrained
     verifier, verifier_weights = build_verifier(model, first.weights, first.verifier, first.verifier_weights, device)
     acceleration = Acceleration()
     started = time.perf_counter()
     result = synthesize(model, targets, verifier=verifier, config=config, acceleration=acceleration)
-    seconds = time.perf_counter() - started
-    for index, job in enumerate(jobs):
-        partial = out / PARTIAL_DIR / f"{job.job_id}-{os.getpid()}-{secrets.token_hex(3)}"
-        stimulus = " + ".join(job.stimulus) or (f"generated (seed {job.seed})" if targets[index].stimulus is not None
-                                                else None)
-        clip = write_clip(result, index, partial / "clip", partial, fps, stimulus, [])
-        summary = run_summary(model, weights, verifier, verifier_weights, config.replace(seed=job.seed), acceleration,
-                              result, [clip], seconds, device, "torch")
-        summary["job"] = {"id": job.job_id, **job.to_record(), "batch_size": len(jobs)}
-        (partial / RESULT_FILE).write_text(json.dumps(summary, indent=2))
-        _move_into_place(partial, result_dir(out, job))
+    return _BatchRun(model, weights, verifier, verifier_weights, acceleration, result,
+                     time.perf_counter() - started, device)
+
+
+def _write_job(run: _BatchRun, index: int, job: Job, target: Target, config: SynthesisConfig, out: Path,
+               fps: int) -> None:
+    """Build video ``index`` of ``run``'s folder under ``OUT/.partial/`` and rename it into place."""
+    from leaps_engine.cli_synthesize import run_summary, write_clip
+
+    partial = out / PARTIAL_DIR / f"{job.job_id}-{os.getpid()}-{secrets.token_hex(3)}"
+    stimulus = " + ".join(job.stimulus) or (f"generated (seed {job.seed})" if target.stimulus is not None else None)
+    clip = write_clip(run.result, index, partial / "clip", partial, fps, stimulus, [])
+    summary = run_summary(run.model, run.weights, run.verifier, run.verifier_weights, config.replace(seed=job.seed),
+                          run.acceleration, run.result, [clip], run.seconds, run.device, "torch")
+    summary["job"] = {"id": job.job_id, **job.to_record(), "batch_size": len(run.result.videos)}
+    (partial / RESULT_FILE).write_text(json.dumps(summary, indent=2))
+    _move_into_place(partial, result_dir(out, job))
 
 
 def _move_into_place(partial: Path, final: Path) -> None:

@@ -12,6 +12,7 @@ JSON Lines) for multi-stimulus priming; relative paths are resolved against the 
 stimulus from the seed when none is given.
 
 Each job has an id, a hash of its settings, so the same row always maps to the same result folder.
+Stimulus paths enter the hash as absolute paths: moving the stimuli makes new jobs.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ class Job:
 
     @property
     def job_id(self) -> str:
-        """16 hex digits of the SHA-256 of the job's settings (stable across runs and machines)."""
+        """16 hex digits of the SHA-256 of the job's settings (stimulus paths absolute), stable across runs."""
         text = json.dumps(self.to_record(), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -90,11 +91,16 @@ def read_manifest(path: str | Path) -> list[Job]:
     if path.suffix.lower() not in MANIFEST_SUFFIXES:
         raise LeapsError(f"{path}: a manifest is a .csv or .jsonl file")
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise LeapsError(f"manifest {path} cannot be read ({error.strerror or error})") from None
-    rows = _csv_rows(text) if path.suffix.lower() == ".csv" else _jsonl_rows(text, path)
-    jobs = [_job_from_row(row, path, line) for line, row in rows]
+    except UnicodeDecodeError:
+        raise LeapsError(f"manifest {path} is not UTF-8 text") from None
+    rows = _csv_rows(text, path) if path.suffix.lower() == ".csv" else _jsonl_rows(text, path)
+    try:
+        jobs = [_job_from_row(row, path, line) for line, row in rows]
+    except csv.Error as error:
+        raise LeapsError(f"manifest {path} is not valid CSV ({error})") from None
     if not jobs:
         raise LeapsError(f"manifest {path} holds no job")
     return jobs
@@ -163,12 +169,14 @@ def _labels_from_csv(path: Path) -> list[tuple[Path, str]]:
     return [((path.parent / row["path"]).resolve(), row["class"]) for row in rows]
 
 
-def _csv_rows(text: str) -> Iterable[tuple[int, dict]]:
+def _csv_rows(text: str, path: Path) -> Iterable[tuple[int, dict]]:
     reader = csv.DictReader(text.splitlines())
     unknown = set(reader.fieldnames or ()) - set(COLUMNS)
     if unknown:
         raise LeapsError(f"unknown manifest column(s) {', '.join(sorted(unknown))}; known: {', '.join(COLUMNS)}")
     for line, row in enumerate(reader, start=2):
+        if None in row:  # DictReader's key for cells beyond the header
+            raise LeapsError(f"{path}:{line}: more cells than the header has columns")
         yield line, {key: value for key, value in row.items() if value not in (None, "")}
 
 

@@ -30,6 +30,7 @@ def ray_executor(address: str, gpus_per_task: float, cpus_per_task: int, local_c
     def execute(batches: list[list[Job]], out: Path) -> Iterator[tuple[list[JobOutcome], int]]:
         _connect(ray, address, local_cpus)
         try:
+            _check_resources(ray, gpus_per_task, cpus_per_task)
             task = ray.remote(num_gpus=gpus_per_task, num_cpus=cpus_per_task, max_retries=0)(_ray_batch)
             device = "cuda" if gpus_per_task > 0 else "cpu"
             pending = {task.remote(batch, str(out.resolve()), device, cpus_per_task): batch
@@ -40,7 +41,8 @@ def ray_executor(address: str, gpus_per_task: float, cpus_per_task: int, local_c
                 try:
                     outcomes = ray.get(ready)
                 except Exception as error:  # a worker that died or a task Ray could not run
-                    outcomes = [JobOutcome(job.job_id, "failed", f"Ray task failed: {one_line(error)}")
+                    cause = getattr(error, "cause", None) or error  # RayTaskError wraps the task's own error
+                    outcomes = [JobOutcome(job.job_id, "failed", f"Ray task failed: {one_line(cause)}")
                                 for job in batch]
                 yield outcomes, sum(len(b) for b in pending.values())
         finally:
@@ -51,12 +53,21 @@ def ray_executor(address: str, gpus_per_task: float, cpus_per_task: int, local_c
 
 def _connect(ray, address: str, local_cpus: int | None) -> None:
     try:
-        if address == "local":
-            ray.init(num_cpus=local_cpus, include_dashboard=False, log_to_driver=False)
+        if address == "local":  # always a new cluster, never one that RAY_ADDRESS or `ray start` points to
+            ray.init(address="local", num_cpus=local_cpus, include_dashboard=False, log_to_driver=False)
         else:
             ray.init(address=address, log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError) as error:
         raise LeapsError(f"cannot connect to the Ray cluster at {address}: {one_line(error)}") from None
+
+
+def _check_resources(ray, gpus_per_task: float, cpus_per_task: int) -> None:
+    """Fail now, rather than wait forever, when no node of the cluster could run a task."""
+    available = ray.cluster_resources()
+    gpus, cpus = available.get("GPU", 0), available.get("CPU", 0)
+    if gpus_per_task > gpus or cpus_per_task > cpus:
+        raise LeapsError(f"a task needs {gpus_per_task:g} GPU(s) and {cpus_per_task} CPU(s), but the Ray cluster "
+                         f"has {gpus:g} GPU(s) and {cpus:g} CPU(s) in all")
 
 
 def _ray_batch(jobs: list[Job], out: str, device: str, threads: int) -> list[JobOutcome]:

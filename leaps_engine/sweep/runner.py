@@ -9,6 +9,7 @@ re-runs jobs that were in flight when a sweep was killed. Every attempt is appen
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -64,17 +65,31 @@ def run_sweep(plan: SweepPlan, out: Path, executor: Executor,
     out.mkdir(parents=True, exist_ok=True)
     remove_partial(out)
     outcomes: list[JobOutcome] = []
-    with (out / LOG_FILE).open("a") as log:
+    if not plan.batches:
+        return outcomes  # nothing to run: no executor (nor Ray cluster) needed
+    log_path = out / LOG_FILE
+    torn = _ends_mid_line(log_path)
+    with log_path.open("a") as log:
+        if torn:
+            log.write("\n")  # end the line a killed sweep left half-written, so the next entry stays readable
         for batch_outcomes, running in executor(plan.batches, out):
-            for outcome in batch_outcomes:
-                log.write(json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "job": outcome.job_id,
-                                      "status": outcome.status, "error": outcome.error,
-                                      "seconds": round(outcome.seconds, 3)}) + "\n")
+            log.write("".join(json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "job": outcome.job_id,
+                                          "status": outcome.status, "error": outcome.error,
+                                          "seconds": round(outcome.seconds, 3)}) + "\n"
+                              for outcome in batch_outcomes))
             log.flush()
             outcomes += batch_outcomes
             if on_batch is not None:
                 on_batch(batch_outcomes, running)
     return outcomes
+
+
+def _ends_mid_line(path: Path) -> bool:
+    if not path.exists() or path.stat().st_size == 0:
+        return False
+    with path.open("rb") as handle:
+        handle.seek(-1, os.SEEK_END)
+        return handle.read(1) != b"\n"
 
 
 def failure_counts(out: Path) -> dict[str, int]:
@@ -88,7 +103,7 @@ def failure_counts(out: Path) -> dict[str, int]:
             entry = json.loads(line)
         except json.JSONDecodeError:
             continue  # the sweep was killed while writing this line
-        if entry.get("status") == "failed":
+        if isinstance(entry, dict) and entry.get("status") == "failed" and isinstance(entry.get("job"), str):
             counts[entry["job"]] = counts.get(entry["job"], 0) + 1
     return counts
 

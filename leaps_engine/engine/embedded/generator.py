@@ -9,8 +9,8 @@ classifier has to read the motion. The distractor is told apart by being smaller
 
 A camera pans over the scene in a random direction at up to ``CAMERA_SPEED`` per frame, so an actor's
 motion on screen is its motion in the scene minus the camera's, and only the background tells them apart
-(without it, networks that transfer videos at all also transfer the CE-only baselines' ones: no headroom
-to tell methods apart). ``camera_speed=0`` gives a still camera, the earlier, easier domain; the camera's
+(with a still camera, networks that let LEAPS videos carry over to other networks let the CE-only
+baselines' videos carry over as well, which leaves no room to tell methods apart). ``camera_speed=0`` gives a still camera, the earlier, easier domain; the camera's
 random draws come after all others, so a seed gives the same scene with and without it.
 
 Rendering is vectorised over the batch: every shape is an implicit function on the pixel grid with a
