@@ -104,8 +104,8 @@ def _run_and_write(model_name, weights, targets, stimulus_labels, config, accele
 
     clips = [write_clip(result, i, clip_dirs[i], out, fps, stimulus_labels[i], snapshot_writer.paths[i])
              for i in range(len(targets))]
-    summary = run_summary(model, weights or entry.pretrained, verifier, verifier_weights, config, acceleration, result,
-                       clips, seconds, torch_device, forward.name)
+    summary = run_summary(model, weights or entry.pretrained, verifier, verifier_weights, config, acceleration,
+                          result, clips, seconds, torch_device, forward.name)
     with video_io.atomic_path(out / RESULT_FILE) as tmp:
         Path(tmp).write_text(json.dumps(summary, indent=2))
     _print_report(clips, seconds, result.timing, out)
@@ -231,7 +231,7 @@ def _display_scale(video: torch.Tensor) -> int:
 
 
 def write_clip(result: SynthesisResult, index: int, clip_dir: Path, out: Path, fps: int, stimulus: str | None,
-                snapshots: list[Path]) -> dict:
+               snapshots: list[Path]) -> dict:
     """Write one clip's files and return its entry of result.json."""
     clip_dir.mkdir(parents=True, exist_ok=True)
     video = result.videos[index]
@@ -269,8 +269,8 @@ def write_clip(result: SynthesisResult, index: int, clip_dir: Path, out: Path, f
 
 
 def run_summary(model: VideoAdapter, model_weights: str, verifier: VideoAdapter | None, verifier_weights: str | None,
-             config: SynthesisConfig, acceleration: Acceleration, result: SynthesisResult, clips: list[dict],
-             seconds: float, device: torch.device, forward_backend: str) -> dict:
+                config: SynthesisConfig, acceleration: Acceleration, result: SynthesisResult, clips: list[dict],
+                seconds: float, device: torch.device, forward_backend: str) -> dict:
     return {
         "model": {"name": model.name, "weights": model_weights},
         "verifier": None if verifier is None else {"name": verifier.name, "weights": verifier_weights},

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from leaps_engine.cli_synthesize import RESULT_FILE, build_verifier, class_slug, run_summary, write_clip
 from leaps_engine.config import Acceleration, SynthesisConfig
 from leaps_engine.engine.adapters import create_adapter, get_adapter_entry
 from leaps_engine.engine.synthesis import Target, resolve_class, synthesize
@@ -29,7 +30,6 @@ from leaps_engine.sweep.manifest import Job
 
 RESULTS_DIR = "results"
 PARTIAL_DIR = ".partial"
-RESULT_FILE = "result.json"
 
 
 @dataclass
@@ -44,8 +44,6 @@ class JobOutcome:
 
 def result_dir(out: Path, job: Job) -> Path:
     """The job's result folder: ``OUT/results/<model>/<class name>/<job id>``."""
-    from leaps_engine.cli_synthesize import class_slug
-
     try:
         names = get_adapter_entry(job.model).spec.class_names
         label = names[resolve_class(job.label, names, job.model)]
@@ -155,8 +153,6 @@ class _BatchRun:
 
 
 def _synthesize(first: Job, targets: list[Target], config: SynthesisConfig, device: torch.device) -> _BatchRun:
-    from leaps_engine.cli_synthesize import build_verifier
-
     model = create_adapter(first.model, weights=first.weights, device=device)
     weights = first.weights or get_adapter_entry(first.model).pretrained
     verifier, verifier_weights = build_verifier(model, first.weights, first.verifier, first.verifier_weights, device)
@@ -170,8 +166,6 @@ def _synthesize(first: Job, targets: list[Target], config: SynthesisConfig, devi
 def _write_job(run: _BatchRun, index: int, job: Job, target: Target, config: SynthesisConfig, out: Path,
                fps: int) -> None:
     """Build video ``index`` of ``run``'s folder under ``OUT/.partial/`` and rename it into place."""
-    from leaps_engine.cli_synthesize import run_summary, write_clip
-
     partial = out / PARTIAL_DIR / f"{job.job_id}-{os.getpid()}-{secrets.token_hex(3)}"
     stimulus = " + ".join(job.stimulus) or (f"generated (seed {job.seed})" if target.stimulus is not None else None)
     clip = write_clip(run.result, index, partial / "clip", partial, fps, stimulus, [])
