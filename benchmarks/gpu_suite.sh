@@ -1,26 +1,35 @@
 #!/usr/bin/env bash
-# The GPU work in one call, on a machine whose Python already has torch, triton, click, tqdm, pillow and
-# torchmetrics: installs this project without its dependencies, runs the GPU-marked tests, the Table 4
-# latency grid (slow_r50, x3d_m, swin3d_b; 8x182^2, 8x224^2, 16x224^2; batch 1 and 8; bf16) and the
-# kernel micro-benchmark, the forward-only backends (torch; onnxruntime and tensorrt where installed,
-# otherwise rows marked skipped with the reason), and writes every table under RESULTS (default
-# benchmarks/results).
-# pytorchvideo models (slow_r50, x3d_m) need the pytorchvideo, fvcore and iopath wheels on the path.
-# Not yet exercised: written for the first GPU run.
+# The one command to run when a GPU is available (about 5 minutes on a cold machine).
+#
+# On a machine whose python3 has torch, torchvision, triton, click, tqdm, pillow and torchmetrics but no
+# network: installs the wheels that benchmarks/gpu_carry.sh prepared (carried in .whl/) and this
+# project without its dependencies, then runs benchmarks/gpu_suite.py (environment, copy bandwidth,
+# `pytest -m gpu`, the kernel benchmark, the Table 4 grid) within the budget, and writes
+# RESULTS/gpu_suite_<device>.{json,md} and the logs. The summary is printed last.
+#
+# Usage (repository root):
+#   bash benchmarks/gpu_suite.sh [--results DIR] [--budget SECONDS]
+#   bash benchmarks/gpu_suite.sh --dry-run [--results DIR]   # CPU, tiny sizes, the current environment
+#
+# Environment: PYTHON (default python3), WHEELS (default .whl), SITE (default /tmp/leaps-engine-site).
 set -euo pipefail
-RESULTS=${RESULTS:-benchmarks/results}
-GPU=$(python3 -c "import torch; print(torch.cuda.get_device_name().split()[1].lower())")
-mkdir -p "$RESULTS"
-python3 -m pip install -q --no-deps --no-build-isolation -e .
-python3 -m pytest -q -m "gpu or tensorrt" tests/test_gpu.py tests/test_kernels.py tests/test_kernels_benchmark.py \
-    tests/test_tensorrt.py \
-    2>&1 | tee "$RESULTS/gpu_tests_$GPU.log" | tail -3
-for batch in 1 8; do
-  python3 -m leaps_engine bench --device cuda --model slow_r50 --model x3d_m --model swin3d_b --batch "$batch" \
-      --dtype bfloat16 --iters 20 --warmup 5 --out "$RESULTS/latency_${GPU}_batch$batch.md" > /dev/null
-done
-python3 -m leaps_engine bench --device cuda --model slow_r50 --model x3d_m --size 8x224x224 --batch 8 \
-    --dtype float16 --forward-backend torch --forward-backend onnxruntime --forward-backend tensorrt \
-    --out "$RESULTS/latency_forward_${GPU}.md" > /dev/null
-python3 benchmarks/kernels.py --device cuda --dtype bfloat16 --out "$RESULTS/kernels_${GPU}_bf16.md" > /dev/null
-tail -n 25 "$RESULTS/latency_${GPU}_batch1.md"
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+WHEELS=${WHEELS:-.whl}
+SITE=${SITE:-/tmp/leaps-engine-site}
+
+if [[ " $* " != *" --dry-run "* ]]; then
+  if compgen -G "$WHEELS/*.whl" > /dev/null; then
+    "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" \
+        "$WHEELS"/*.whl
+    export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
+  else
+    echo "warning: no wheels in $WHEELS (bash benchmarks/gpu_carry.sh makes them): pytorchvideo models will fail" >&2
+  fi
+  if ! "$PYTHON" -m pip install -q --no-deps --no-build-isolation --no-index -e .; then
+    echo "warning: installing the project failed; running it from the source tree" >&2
+    export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+  fi
+fi
+export PYTHONUNBUFFERED=1
+exec "$PYTHON" benchmarks/gpu_suite.py "$@"

@@ -132,9 +132,9 @@ def synthesize(**options: object) -> None:
               help="Model to time; repeat for several (default: the embedded model).")
 @click.option("--size", "sizes", multiple=True, metavar="TxHxW",
               help="Size of x*; repeat (default: 8x182x182, 8x224x224, 16x224x224, as the paper's Table 4).")
-@click.option("--backend", "backends", multiple=True, type=click.Choice(["reference", "eager", "compiled", "fused"]),
-              help="Step implementation; repeat (default: all four, or none when only --forward-backend is given; "
-                   "fused needs CUDA).")
+@click.option("--backend", "backends", multiple=True, type=click.Choice(["reference", "eager", "compiled", "fused", "cuda-graphs"]),
+              help="Step implementation; repeat (default: all five, or none when only --forward-backend is given; "
+                   "fused and cuda-graphs need CUDA).")
 @click.option("--forward-backend", "forward_backends", multiple=True,
               type=click.Choice(["torch", "onnxruntime", "tensorrt"]),
               help="Also time forward-only passes (logits, no gradients) with this backend; repeat (e.g. torch and "
@@ -159,7 +159,7 @@ def bench(**options: object) -> None:
 
     Backends: reference (like the authors' code: eager, weight gradients on, hooks, the verifier as a second
     pass, float16 autocast on CUDA), eager (the lean step), compiled (lean + torch.compile), fused (compiled
-    + Triton loss kernels). --forward-backend adds forward-only rows (logits without gradients: torch,
+    + Triton loss kernels), cuda-graphs (fused, captured in CUDA graphs). --forward-backend adds forward-only rows (logits without gradients: torch,
     onnxruntime, tensorrt) in a table of their own. `--format json` prints one object per row with model,
     resolution, batch, backend, dtype, forward_ms, backward_ms, step_ms, peak_mem_mb (medians) and forward_only.
     """

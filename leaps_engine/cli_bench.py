@@ -21,10 +21,17 @@ import click
 import torch
 from tqdm import tqdm
 
-from leaps_engine.config import Acceleration, preset_for
+from leaps_engine.config import Acceleration
 from leaps_engine.engine import video_io
 from leaps_engine.engine.adapters import VideoAdapter, create_adapter, get_adapter_entry
-from leaps_engine.engine.latency import BenchRow, backend_problem, measure_forward_latency, measure_latency
+from leaps_engine.engine.latency import (
+    BenchRow,
+    backend_problem,
+    bench_verifier,
+    bench_weights,
+    measure_forward_latency,
+    measure_latency,
+)
 from leaps_engine.engine.step import resolve_dtype
 from leaps_engine.errors import LeapsError
 from leaps_engine.export.backends import create_forward_backend, forward_problem
@@ -50,10 +57,10 @@ def run_bench(
     rows = []
     try:
         for name in models:
-            model = create_adapter(name, weights=_weights_for(name, weights), device=device)
-            verifier = _verifier(model, verifier_choice, device)
+            model = create_adapter(name, weights=bench_weights(name, weights), device=device)
+            verifier = bench_verifier(model, verifier_choice, device)
             forwards = {kind: create_forward_backend(kind, model, dtype=lean_dtype, max_batch=max(2, batch),
-                                                     weights=_weights_for(name, weights))
+                                                     weights=bench_weights(name, weights))
                         for kind in forward_measured}
             for size in sizes:
                 for backend in backends:
@@ -88,29 +95,6 @@ class _BenchLine:
 
     def as_dict(self) -> dict:
         return {**asdict(self.row), "model_input": self.model_input, "verifier": self.verifier}
-
-
-def _weights_for(name: str, weights: str) -> str:
-    """``default`` is random weights (latency does not depend on their values), or the embedded models'
-    own; anything else is passed on."""
-    if weights != "default":
-        return weights
-    entry = get_adapter_entry(name)
-    return entry.pretrained if entry.family == "embedded" else "random"
-
-
-def _verifier(model: VideoAdapter, choice: str, device: torch.device) -> VideoAdapter | None:
-    """``self`` (the model, when it has BatchNorm3d layers, as the authors' code runs it; otherwise the
-    preset's verifier), ``preset`` or ``none``."""
-    if choice == "none":
-        return None
-    has_batchnorm = any(isinstance(m, torch.nn.BatchNorm3d) for m in model.modules())
-    if choice == "self" and has_batchnorm:
-        return model
-    name = preset_for(model.name).verifier
-    if name is None:
-        return None
-    return create_adapter(name, weights=_weights_for(name, "default"), device=device)
 
 
 def _check_size(name: str, size: tuple[int, int, int]) -> None:

@@ -8,7 +8,9 @@ Backends:
 * ``eager``: the lean step of :mod:`leaps_engine.engine.step` (frozen weights, one pass when the model
   is its own verifier, the chosen dtype);
 * ``compiled``: the lean step under ``torch.compile`` (the losses compiled with it);
-* ``fused``: the compiled lean step with the Triton loss kernels (CUDA only).
+* ``fused``: the compiled lean step with the Triton loss kernels (CUDA only);
+* ``cuda-graphs``: ``fused``, its graphs also captured in CUDA graphs (``mode="reduce-overhead"``;
+  CUDA only).
 
 One iteration is forward (x* -> every loss term), backward (input gradient), and the Adam update with
 the pixel clamp. :func:`measure_forward_latency` times the forward-only work instead (logits of a batch,
@@ -25,8 +27,9 @@ from dataclasses import dataclass
 
 import torch
 
-from leaps_engine.config import Acceleration, SynthesisConfig
+from leaps_engine.config import Acceleration, SynthesisConfig, preset_for
 from leaps_engine.engine import objectives
+from leaps_engine.engine.adapters import create_adapter, get_adapter_entry
 from leaps_engine.engine.adapters.base import VideoAdapter, record_inputs
 from leaps_engine.engine.step import (
     LeapsObjective,
@@ -38,7 +41,9 @@ from leaps_engine.engine.synthesis import seconds_since
 from leaps_engine.errors import LeapsError
 from leaps_engine.export.backends import ForwardBackend
 
-BENCH_BACKENDS = ("reference", "eager", "compiled", "fused")
+BENCH_BACKENDS = ("reference", "eager", "compiled", "fused", "cuda-graphs")
+COMPILED_BACKENDS = ("compiled", "fused", "cuda-graphs")
+CUDA_BACKENDS = ("fused", "cuda-graphs")
 TABLE4_SIZES = ((8, 182, 182), (8, 224, 224), (16, 224, 224))
 MEMORY_ITERATIONS = 2  # untimed iterations after the timed ones, over which peak memory is measured
 
@@ -76,7 +81,32 @@ def backend_problem(backend: str, device: torch.device) -> str | None:
         raise LeapsError(f"unknown backend {backend!r}; expected one of {', '.join(BENCH_BACKENDS)}")
     if backend == "fused" and device.type != "cuda":
         return "the Triton kernels need CUDA"
+    if backend == "cuda-graphs" and device.type != "cuda":
+        return "CUDA graphs and the Triton kernels need CUDA"
     return None
+
+
+def bench_weights(name: str, weights: str) -> str:
+    """``default`` is random weights (latency does not depend on their values), or the embedded models'
+    own; anything else is passed on."""
+    if weights != "default":
+        return weights
+    entry = get_adapter_entry(name)
+    return entry.pretrained if entry.family == "embedded" else "random"
+
+
+def bench_verifier(model: VideoAdapter, choice: str, device: torch.device) -> VideoAdapter | None:
+    """The R_feat network of a latency row: ``self`` (the model, when it has BatchNorm3d layers, as the
+    authors' code runs it; otherwise the preset's verifier), ``preset`` or ``none``."""
+    if choice == "none":
+        return None
+    has_batchnorm = any(isinstance(m, torch.nn.BatchNorm3d) for m in model.modules())
+    if choice == "self" and has_batchnorm:
+        return model
+    name = preset_for(model.name).verifier
+    if name is None:
+        return None
+    return create_adapter(name, weights=bench_weights(name, "default"), device=device)
 
 
 def measure_latency(
@@ -105,6 +135,9 @@ def measure_latency(
         return row
     config = SynthesisConfig.from_preset(model.name, size=size, steps=max(1, iters + warmup))
     video, targets, stimulus_means = _inputs(model, config, batch, device)
+    if backend in COMPILED_BACKENDS:
+        torch.compiler.reset()  # a fresh graph: past dynamo's recompile limit, earlier rows' graphs would make it eager
+    cuda_graphs = backend == "cuda-graphs"
     with _step_for(backend, model, verifier, config, stimulus_means, targets, step_dtype) as step:
         optimizer = torch.optim.Adam([video], lr=config.lr, betas=config.betas, fused=device.type == "cuda")
         scaler = torch.amp.GradScaler(device.type, enabled=step_dtype == "float16")
@@ -112,20 +145,20 @@ def measure_latency(
 
         started = time.perf_counter()
         for _ in range(warmup):
-            _timed_iteration(step, video, optimizer, scaler, low, high, device)
+            _timed_iteration(step, video, optimizer, scaler, low, high, cuda_graphs)
             if on_iteration:
                 on_iteration()
         row.warmup_s = round(seconds_since(started, device), 3)
 
         timings = []
         for _ in range(iters):
-            timings.append(_timed_iteration(step, video, optimizer, scaler, low, high, device))
+            timings.append(_timed_iteration(step, video, optimizer, scaler, low, high, cuda_graphs))
             if on_iteration:
                 on_iteration()
         memory = _PeakMemory(device)  # separate iterations: resetting the statistics must not be timed
         with memory:
             for _ in range(MEMORY_ITERATIONS):
-                _timed_iteration(step, video, optimizer, scaler, low, high, device)
+                _timed_iteration(step, video, optimizer, scaler, low, high, cuda_graphs)
     _fill_statistics(row, timings)
     row.peak_mem_mb = memory.peak_mb
     return row
@@ -185,15 +218,18 @@ def _inputs(model: VideoAdapter, config: SynthesisConfig, batch: int, device: to
 def _step_for(backend, model, verifier, config, stimulus_means, targets, dtype):
     if backend == "reference":
         return ReferenceStep(model, verifier, config, stimulus_means, targets)
-    acceleration = Acceleration(
-        dtype=dtype, compile=backend in ("compiled", "fused"), kernels="triton" if backend == "fused" else "eager")
+    acceleration = Acceleration(dtype=dtype, compile=backend in COMPILED_BACKENDS, cuda_graphs=backend == "cuda-graphs",
+                                kernels="triton" if backend in CUDA_BACKENDS else "eager")
     return LeapsObjective(model, verifier, config, stimulus_means, targets, acceleration)
 
 
-def _timed_iteration(step, video, optimizer, scaler, low, high, device) -> tuple[float, float, float]:
+def _timed_iteration(step, video, optimizer, scaler, low, high, cuda_graphs) -> tuple[float, float, float]:
     """One step; returns (forward, backward, whole step) in milliseconds."""
+    device = video.device
     _sync(device)
     start = time.perf_counter()
+    if cuda_graphs:
+        torch.compiler.cudagraph_mark_step_begin()  # the last step's graph outputs may be overwritten
     _, losses = step(video)
     _sync(device)
     forward_end = time.perf_counter()
