@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,9 +148,11 @@ def run_tests(scale: Scale, results: Path, tag: str, share_s: float) -> dict:
     junit = results / f".gpu_tests_{tag}.xml"
     log = results / f"gpu_tests_{tag}.log"
     command = [sys.executable, "-m", "pytest", "-v", "--durations=10", "-m", "gpu", "-p", "no:cacheprovider",
-               f"--junitxml={junit}", str(REPO / "tests")]
+               "-p", "pytest_failures_now", f"--junitxml={junit}", str(REPO / "tests")]
     log.unlink(missing_ok=True)
-    outcome = run_bounded(command, share_s, log)
+    plugin_path = str(REPO / "benchmarks")
+    environment = {"PYTHONPATH": os.pathsep.join(filter(None, [plugin_path, os.environ.get("PYTHONPATH")]))}
+    outcome = run_bounded(command, share_s, log, environment)
     counts = _junit_counts(junit) if junit.exists() else _log_counts(log)
     summary = {"command": " ".join(command[1:]), **outcome, **counts}
     junit.unlink(missing_ok=True)
@@ -234,7 +237,8 @@ def worker(scale: Scale, log: Path) -> int:
             result = dataclasses.asdict(measured) | {
                 "model_input": "x".join(map(str, model.spec.model_size(*row.size))),
                 "verifier": "none" if verifier is None else ("self" if verifier is model else verifier.name)}
-        except Exception as error:  # the row failed: record why and go on
+        except Exception as error:  # the row failed: record why (the whole traceback in the log) and go on
+            traceback.print_exc()
             result = {"skipped": f"failed: {type(error).__name__}: {one_line(error)}"}
         _append(log, {"event": "done", "key": row.key, "row": result})
         if device.type == "cuda":
@@ -364,12 +368,13 @@ def summary(report: dict, written: list[Path]) -> str:
 # Helpers
 
 
-def run_bounded(command: list[str], timeout_s: float, log: Path) -> dict:
-    """Run ``command`` in its own process group, output appended to ``log``; kill the group at ``timeout_s``."""
+def run_bounded(command: list[str], timeout_s: float, log: Path, environment: dict | None = None) -> dict:
+    """Run ``command`` in its own process group, output appended to ``log``; kill the group at ``timeout_s``.
+    ``environment`` adds to (or overrides) this process's environment variables."""
     started = time.monotonic()
     with open(log, "a") as handle:
         process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True,
-                                   cwd=REPO)
+                                   cwd=REPO, env={**os.environ, **(environment or {})})
         try:
             returncode, timed_out = process.wait(timeout=max(timeout_s, 0.1)), False
         except subprocess.TimeoutExpired:

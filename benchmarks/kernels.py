@@ -10,6 +10,11 @@ far too slow interpreter runs them, unless ``--include-interpreter``). Times: fo
 
 Every implementation's loss and input gradient are checked against eager first; a mismatch exits with
 an error. Checking, compilation and warm-up are timed together (``warmup_s``), never in the figures.
+On CUDA the figures are device time: ``GRAPH_CALLS`` calls, each on its own copy of the activation (so
+no call reads another's data from L2), are captured in one CUDA graph, and each replay's time (CUDA
+events) is divided by ``GRAPH_CALLS``; without that, the host's launch overhead (a few hundred
+microseconds per loss) would hide the kernels. Where capture fails, the row says so in ``timer`` and is
+timed call by call with events.
 GB/s counts the bytes that must move: the activation read once (forward), plus the gradient write
 (forward+backward), plus for BN one more activation read (its gradient depends on the activation).
 
@@ -45,6 +50,7 @@ CPU_SHAPES = ("16x4x14x14", "32x4x7x7", "32x4x7x7:cl")
 DEFAULTS = {"cuda": {"shape": CUDA_SHAPES, "batch": [1, 8], "iters": 50, "warmup": 10},
             "cpu": {"shape": CPU_SHAPES, "batch": [1, 2], "iters": 10, "warmup": 2}}
 PRIMING_WEIGHT = 0.7
+GRAPH_CALLS = 10  # calls per captured CUDA graph, each on its own copy of the input
 # (rtol, atol as a fraction of the largest reference value) of the check against eager.
 TOLERANCES = {torch.float32: (1e-4, 1e-5), torch.bfloat16: (2e-2, 1e-2), torch.float16: (5e-3, 2e-3)}
 CPU_TRITON_SKIP = "Triton interpreter too slow to time on the CPU; pass --include-interpreter"
@@ -87,6 +93,7 @@ class Row:
     fwd_bwd_speedup: float | None = None
     warmup_s: float | None = None  # check against eager, compilation and warm-up
     iters: int = 0
+    timer: str | None = None  # "cuda-graph", "events" (call by call) or "perf_counter" (CPU)
     skipped: str | None = None
 
 
@@ -180,6 +187,24 @@ def time_ms(fn: Callable[[], object], iters: int, device: torch.device) -> list[
     return times
 
 
+def graph_time_ms(call: Callable[[torch.Tensor], object], leaves: list[torch.Tensor], iters: int,
+                  device: torch.device) -> list[float]:
+    """Per-call milliseconds of ``call(leaf)``, from ``iters`` replays of a CUDA graph that calls it once on
+    each of ``leaves``; raises whatever capture raises."""
+    side = torch.cuda.Stream(device)
+    side.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(side):  # capture needs its warm-up on a side stream
+        for leaf in leaves:
+            call(leaf)
+    torch.cuda.current_stream(device).wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for leaf in leaves:
+            call(leaf)
+    graph.replay()
+    return [t / len(leaves) for t in time_ms(graph.replay, iters, device)]
+
+
 def quantiles(times: list[float]) -> list[float]:
     """``[p10, median, p90]`` in ms."""
     values = torch.tensor(times, dtype=torch.float64).quantile(torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64))
@@ -213,8 +238,31 @@ def measure(row: Row, fn: Callable, x: torch.Tensor, constants: tuple, grad_outp
         torch.cuda.synchronize(device)
     row.warmup_s = round(time.perf_counter() - started, 3)
     row.iters = args.iters
-    row.fwd_p10_ms, row.fwd_ms, row.fwd_p90_ms = quantiles(time_ms(forward, args.iters, device))
-    row.fwd_bwd_p10_ms, row.fwd_bwd_ms, row.fwd_bwd_p90_ms = quantiles(time_ms(forward_backward, args.iters, device))
+    forward_times = backward_times = None
+    if device.type == "cuda":
+        leaves = [x.detach().clone().requires_grad_() for _ in range(GRAPH_CALLS)]
+
+        def call_forward(leaf: torch.Tensor) -> None:
+            fn(leaf, *constants)
+
+        def call_forward_backward(leaf: torch.Tensor) -> None:
+            leaf.grad = None
+            fn(leaf, *constants).backward(grad_output)
+
+        try:
+            forward_times = graph_time_ms(call_forward, leaves, args.iters, device)
+            backward_times = graph_time_ms(call_forward_backward, leaves, args.iters, device)
+            row.timer = "cuda-graph"
+        except Exception as error:  # some implementations cannot be captured: time them call by call
+            torch.cuda.synchronize(device)
+            forward_times = backward_times = None
+            row.timer = f"events (capture failed: {type(error).__name__})"
+    if forward_times is None:
+        row.timer = row.timer or ("events" if device.type == "cuda" else "perf_counter")
+        forward_times = time_ms(forward, args.iters, device)
+        backward_times = time_ms(forward_backward, args.iters, device)
+    row.fwd_p10_ms, row.fwd_ms, row.fwd_p90_ms = quantiles(forward_times)
+    row.fwd_bwd_p10_ms, row.fwd_bwd_ms, row.fwd_bwd_p90_ms = quantiles(backward_times)
 
 
 def bench_case(spec: LossSpec, x: torch.Tensor, layout: str, args: argparse.Namespace, device: torch.device,
@@ -275,7 +323,8 @@ def header(args: argparse.Namespace, device: torch.device, command: str) -> dict
         import triton
 
         triton_version = triton.__version__
-    timer = "CUDA events" if device.type == "cuda" else "perf_counter"
+    timer = (f"CUDA events over CUDA-graph replays of {GRAPH_CALLS} calls on separate inputs, per call"
+             if device.type == "cuda" else "perf_counter")
     meta = {"device": device_name(device), "torch": torch.__version__, "triton": triton_version,
             "dtype": args.dtype, "command": command,
             "timing": f"median, p10, p90 of {args.iters} iterations after {args.warmup} warm-up ({timer})",

@@ -17,7 +17,7 @@ TINY = ["--device", "cpu", "--shape", "5x3x7x5", "--shape", "6x3x5x7:cl", "--bat
         "--warmup", "1"]
 ROW_KEYS = {"loss", "shape", "layout", "impl", "dtype", "fwd_ms", "fwd_p10_ms", "fwd_p90_ms", "fwd_bwd_ms",
             "fwd_bwd_p10_ms", "fwd_bwd_p90_ms", "fwd_gbps", "fwd_bwd_gbps", "fwd_speedup", "fwd_bwd_speedup",
-            "warmup_s", "iters", "skipped"}
+            "warmup_s", "iters", "timer", "skipped"}
 CUDA = torch.cuda.is_available()
 
 

@@ -1,6 +1,11 @@
 """The lean step: same losses as the authors'-style reference, frozen weights, hooks that go away,
 and every kernel backend, dtype and memory format giving the same synthesis."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -10,12 +15,12 @@ from leaps_engine.engine.embedded.generator import generate_stimulus
 from leaps_engine.engine.latency import ReferenceStep
 from leaps_engine.engine.step import LeapsObjective, priming_taps
 from leaps_engine.errors import LeapsError
+from leaps_engine.kernels._triton import TRITON_AVAILABLE
 from leaps_engine.kernels.registry import select_kernels, triton_problem
 
 SIZE = (4, 16, 16)
 TERMS = ("total", "ce", "priming", "coherence", "feature", "prior")
-
-
+TRACE_SCRIPT = Path(__file__).with_name("trace_fused_step.py")
 
 def _config(**overrides):
     return SynthesisConfig.from_preset("embedded", size=SIZE, **overrides)
@@ -133,3 +138,17 @@ def test_impossible_acceleration_settings_are_user_errors(model, verifier, monke
 
 def test_auto_kernels_are_eager_on_the_cpu():
     assert select_kernels("auto", torch.device("cpu")).backend == "eager"
+
+
+@pytest.mark.skipif(not TRITON_AVAILABLE, reason="the triton package is not installed")
+def test_compiled_step_with_fused_kernels_is_one_graph(model):
+    """torch.compile sees the whole step, every fused loss included, as one graph: a graph break in the
+    losses costs a host round trip per tap and keeps CUDA graphs from capturing the step (seen on an
+    H200: slow_r50 took 38 ms a step fused, against 15 ms compiled with the reference losses). Traced with real Triton kernels in a fresh interpreter."""
+    environment = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
+    result = subprocess.run([sys.executable, str(TRACE_SCRIPT)], env=environment, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    graphs, priming_ops, bn_ops = map(int, result.stdout.split())
+    bn_layers = sum(isinstance(m, torch.nn.BatchNorm3d) for m in model.modules())
+    assert (graphs, priming_ops, bn_ops) == (1, len(priming_taps(model, _config())), bn_layers)

@@ -118,7 +118,7 @@ class LeapsObjective:
         zeros = torch.zeros_like(ce)
         terms = {"ce": ce, "priming": zeros, "coherence": zeros, "feature": zeros, "prior": zeros}
         if self.config.method == "leaps":
-            terms.update(self._leaps_terms())
+            terms = {**terms, **self._leaps_terms()}
             total = ce + terms["priming"] + self.config.r * (terms["coherence"] + terms["feature"])
         elif self.config.method == "deepdream":
             terms["prior"] = (self.config.tv_weight * objectives.total_variation(video)

@@ -339,7 +339,8 @@ def bn_statistics_loss_triton(
     ``running_mean``, ``running_var`` ``[C]`` (constants: no gradient). Same value as
     ``bn_statistics_loss_ref(activation, running_mean, running_var, per_video=True)``.
     """
-    require_triton("bn_statistics_loss_triton", _bn_partial_moments_kernel, activation, running_mean, running_var)
+    if not torch.compiler.is_compiling():  # checked once, eagerly: tracing it would break the graph
+        require_triton("bn_statistics_loss_triton", _bn_partial_moments_kernel, activation, running_mean, running_var)
     channels = activation.shape[1] if activation.dim() >= 2 else -1
     if running_mean.shape != (channels,) or running_var.shape != (channels,):
         shapes = f"{tuple(activation.shape)}, {tuple(running_mean.shape)}, {tuple(running_var.shape)}"

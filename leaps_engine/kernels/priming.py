@@ -140,6 +140,10 @@ def _priming_jvs_kernel(
 
     ``partial`` ``[B, C, num_chunks]``, ``target`` ``[B, C]``; ``BLOCK_K >= num_chunks``.
     """
+    # Triton's launcher passes Python floats as fp32, Inductor (torch.compile) as fp64: one precision.
+    inv_M = tl.cast(inv_M, tl.float32)
+    weight = tl.cast(weight, tl.float32)
+    eps = tl.cast(eps, tl.float32)
     b = tl.program_id(0)
     dot = tl.zeros((BLOCK_C,), dtype=tl.float32)
     mu_sq = tl.zeros((BLOCK_C,), dtype=tl.float32)
@@ -242,7 +246,8 @@ def tap_priming_loss_triton(tap: torch.Tensor, target: torch.Tensor, weight: flo
     ``tap`` ``[B, C, T, N]`` (any strides; float32, bfloat16 or float16), ``target`` ``[B, C]`` (a
     constant: it gets no gradient). Same value as ``weight * tap_priming_loss_ref(tap, target, "jvs")``.
     """
-    require_triton("tap_priming_loss_triton", _priming_partial_sum_kernel, tap, target)
+    if not torch.compiler.is_compiling():  # checked once, eagerly: tracing it would break the graph
+        require_triton("tap_priming_loss_triton", _priming_partial_sum_kernel, tap, target)
     if tap.dim() != 4 or target.shape != tap.shape[:2]:
         shapes = f"{tuple(tap.shape)}, {tuple(target.shape)}"
         raise ValueError(f"expected tap [B, C, T, N] and target [B, C], got {shapes}")

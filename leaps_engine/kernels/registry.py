@@ -52,12 +52,12 @@ def select_kernels(choice: str, device: torch.device) -> LossKernels:
         problem = triton_problem(device)
         if problem:
             raise LeapsError(f"--kernels triton is not available here: {problem}")
-        return _triton_kernels(_eager_kernels())
+        return triton_kernels(_eager_kernels())
     if choice == "auto":
         if device.type != "cuda":
             return _eager_kernels()
         fallback = _eager_kernels() if _compile_problem() else _compiled_kernels()
-        return fallback if triton_problem(device) else _triton_kernels(fallback)
+        return fallback if triton_problem(device) else triton_kernels(fallback)
     raise LeapsError(f"unknown kernels {choice!r}; expected auto, triton, compile or eager")
 
 
@@ -97,7 +97,8 @@ def _compiled_kernels() -> LossKernels:
     )
 
 
-def _triton_kernels(fallback: LossKernels) -> LossKernels:
+def triton_kernels(fallback: LossKernels) -> LossKernels:
+    """The fused JVS priming and per-video BN-statistics losses; other cases go to ``fallback``."""
     def tap_priming(tap: torch.Tensor, target: torch.Tensor, weight: float, distance: str) -> torch.Tensor:
         if distance != "jvs":
             return fallback.tap_priming(tap, target, weight, distance)

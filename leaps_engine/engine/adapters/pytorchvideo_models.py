@@ -1,11 +1,14 @@
 """pytorchvideo's Kinetics-400 hub models: X3D, Slow, CSN, R(2+1)D and MViT.
 
 Only ``pytorchvideo.models`` is imported (``pytorchvideo.transforms`` breaks with current torchvision).
-Two changes make the hub models fit the engine, neither touching a weight:
+Three changes make the hub models fit the engine, none touching a weight:
 
 * heads return logits: X3D and R(2+1)D heads apply a softmax per position before averaging; it is removed,
   so their outputs are the averaged logits;
-* pytorchvideo's ``Swish`` (an autograd Function) becomes ``nn.SiLU`` (the same function, traceable).
+* pytorchvideo's ``Swish`` (an autograd Function) becomes ``nn.SiLU`` (the same function, traceable);
+* layer geometry (kernel size, stride, padding, dilation) holds Python ints: the ResNet builders leave
+  NumPy integers in some shortcut strides, which ``torch.compile`` (torch 2.11) traces as tensors that
+  Inductor cannot lower (``aten._local_scalar_dense`` in ``conv3d``), breaking the graph at every stage.
 
 Specs follow the pytorchvideo model zoo (frame length x sampling rate) and the sizes the hub builds the
 models for. The ResNet-style heads average-pool with a kernel fixed at build time and then average the
@@ -16,6 +19,7 @@ result globally, so they take any size at least that kernel's receptive field (`
 from __future__ import annotations
 
 import warnings
+import numbers
 from collections.abc import Callable
 
 from torch import nn
@@ -75,14 +79,31 @@ def _mvit_taps(model: nn.Module) -> list[str]:
     return [f"blocks.{i}" for i in range(len(model.blocks))]
 
 
+GEOMETRY_ATTRIBUTES = ("kernel_size", "stride", "padding", "dilation")
+
+
 def _make_engine_ready(model: nn.Module) -> None:
-    """Drop softmax head activations (logits out) and swap every ``Swish`` for ``nn.SiLU``, in place."""
+    """Drop softmax head activations (logits out), swap every ``Swish`` for ``nn.SiLU`` and make layer
+    geometry plain Python ints, in place."""
     for module in model.modules():
         if isinstance(module, ResNetBasicHead):
             module.activation = None
         for child_name, child in module.named_children():
             if isinstance(child, Swish):
                 setattr(module, child_name, nn.SiLU())
+        for attribute in GEOMETRY_ATTRIBUTES:
+            value = getattr(module, attribute, None)
+            if isinstance(value, (tuple, list)):
+                setattr(module, attribute, type(value)(_python_int(v) for v in value))
+            elif value is not None:
+                setattr(module, attribute, _python_int(value))
+
+
+def _python_int(value: object) -> object:
+    """``value`` as a Python ``int`` when it is a NumPy (or other non-``int``) integer, else unchanged."""
+    if isinstance(value, numbers.Integral) and type(value) is not int and not isinstance(value, bool):
+        return int(value)
+    return value
 
 
 def _build(
