@@ -51,8 +51,6 @@ DEFAULTS = {"cuda": {"shape": CUDA_SHAPES, "batch": [1, 8], "iters": 50, "warmup
             "cpu": {"shape": CPU_SHAPES, "batch": [1, 2], "iters": 10, "warmup": 2}}
 PRIMING_WEIGHT = 0.7
 GRAPH_CALLS = 10  # calls per captured CUDA graph, each on its own copy of the input
-# (rtol, atol as a fraction of the largest reference value) of the check against eager.
-TOLERANCES = {torch.float32: (1e-4, 1e-5), torch.bfloat16: (2e-2, 1e-2), torch.float16: (5e-3, 2e-3)}
 CPU_TRITON_SKIP = "Triton interpreter too slow to time on the CPU; pass --include-interpreter"
 
 
@@ -157,8 +155,11 @@ def loss_and_grad(fn: Callable, x: torch.Tensor, constants: tuple, grad_output: 
 
 
 def check_close(label: str, actual: tuple, expected: tuple, dtype: torch.dtype) -> None:
-    """Raise :class:`MismatchError` unless loss and gradient match eager within ``TOLERANCES[dtype]``."""
-    rtol, atol = TOLERANCES[dtype]
+    """Raise :class:`MismatchError` unless loss and gradient match eager within the tolerances of
+    ``--kernels auto``'s first-use check (``FIRST_USE_TOLERANCES``)."""
+    from leaps_engine.kernels.registry import FIRST_USE_TOLERANCES
+
+    rtol, atol = FIRST_USE_TOLERANCES[dtype]
     subnormal_step = torch.finfo(dtype).smallest_normal * torch.finfo(dtype).eps  # tiny float16 gradients
     for what, got, want in zip(("loss", "gradient"), actual, expected, strict=True):
         got, want = got.float(), want.float()

@@ -12,6 +12,7 @@ from leaps_engine import SynthesisConfig, Target, create_adapter, synthesize
 from leaps_engine.config import Acceleration
 from leaps_engine.engine.embedded.generator import generate_stimulus
 from leaps_engine.engine.latency import BENCH_BACKENDS, measure_latency
+from leaps_engine.kernels import priming, registry
 from leaps_engine.kernels.bn_stats import (
     bn_statistics_loss_ref,
     bn_statistics_loss_triton,
@@ -92,8 +93,6 @@ def test_bfloat16_networks_keep_float32_losses_close_to_float32(model, verifier,
 
 @pytest.mark.parametrize("backend", BENCH_BACKENDS)
 def test_latency_backends_run_on_cuda(model, backend):
-    if backend in ("compiled", "fused"):
-        torch.compiler.reset()
     row = measure_latency(model, model, (8, 64, 64), 2, backend, "bfloat16", iters=3, warmup=2)
     assert row.skipped is None and row.iters == 3 and row.device.startswith("cuda")
     assert row.dtype == ("float16" if backend == "reference" else "bfloat16")
@@ -155,3 +154,14 @@ def test_low_precision_kernels_err_at_most_twice_torch(loss, layout, dtype):
         kernel_error = (kernel_value.float() - want).abs().max().item()
         torch_error = (torch_value.float() - want).abs().max().item()
         assert kernel_error <= 2.0 * torch_error + 1e-5 * scale, (kernel_error, torch_error, scale)
+
+
+def test_auto_checks_the_fused_losses_and_falls_back_to_compile(model, verifier, eager_run, monkeypatch):
+    """A fused loss that disagrees with its reference on the run's own taps is dropped for the process."""
+    monkeypatch.setattr(registry, "_triton_failure", None)
+    monkeypatch.setattr(priming, "tap_priming_loss_triton",
+                        lambda tap, target, weight: 1.1 * weight * tap_priming_loss_ref(tap, target, "jvs"))
+    with pytest.warns(registry.KernelFallbackWarning, match="JVS priming"):
+        result = _run(model, verifier, Acceleration(compile=True, kernels="auto", dtype="float32"))
+    assert result.kernels == "compile" and "loss differs" in result.kernels_fallback
+    _assert_same_losses(result, eager_run)

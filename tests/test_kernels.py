@@ -12,7 +12,7 @@ import textwrap
 import pytest
 import torch
 
-from leaps_engine.kernels import _triton
+from leaps_engine.kernels import _triton, launch_plans
 from leaps_engine.kernels.bn_stats import (
     bn_statistics_loss_ref,
     bn_statistics_loss_triton,
@@ -87,8 +87,8 @@ def _loss_and_grad(loss_fn, x, grad_weights):
 def _chunk_plan(x3):
     """``(num_chunks, tiles_per_chunk)`` stage 1 uses for ``x3`` ``[B, C, M]``."""
     batch, channels, length = x3.shape
-    block_c, block_m = _triton.tile_shape(channels, x3.stride(1), x3.stride(2))
-    return _triton.plan_chunks(length, block_m, batch * _triton.cdiv(channels, block_c))
+    block_c, block_m = launch_plans.tile_shape(channels, x3.stride(1), x3.stride(2))
+    return launch_plans.plan_chunks(length, block_m, batch * launch_plans.cdiv(channels, block_c))
 
 
 def _assert_matches(actual, expected, torch_at_dtype, dtype, atol, rtol):
@@ -250,12 +250,10 @@ def test_entry_points_without_triton_raise(monkeypatch):
 
 
 @pytest.mark.skipif(not _triton.TRITON_AVAILABLE, reason="the triton package is not installed")
-def test_cpu_tensors_without_the_interpreter_raise():
-    def compiled_kernel():  # stands for a @triton.jit kernel outside the interpreter
-        pass
-
+def test_cpu_tensors_without_the_interpreter_raise(monkeypatch):
+    monkeypatch.setattr(_triton, "INTERPRETED", False)  # as for compiled kernels
     with pytest.raises(RuntimeError, match="needs CUDA tensors"):
-        _triton.require_triton("some_loss_triton", compiled_kernel, torch.ones(1))
+        _triton.require_triton("some_loss_triton", torch.ones(1))
 
 
 def test_import_and_references_work_without_triton():
@@ -265,8 +263,8 @@ def test_import_and_references_work_without_triton():
         sys.modules["triton"] = None  # import triton -> ImportError, as on CPU-only wheels
         import torch
         import leaps_engine
-        from leaps_engine.kernels import bn_stats, priming
-        assert not priming.TRITON_AVAILABLE and not bn_stats.TRITON_AVAILABLE
+        from leaps_engine.kernels import bn_stats, priming, triton_kernels
+        assert not triton_kernels.TRITON_AVAILABLE
         tap, target = torch.rand(2, 3, 2, 4), torch.rand(2, 3)
         assert priming.tap_priming_loss_ref(tap, target).shape == (2,)
         assert bn_stats.bn_statistics_loss_ref(tap, torch.zeros(3), torch.ones(3)).shape == (2,)

@@ -86,7 +86,10 @@ class LeapsObjective:
             for network in {id(n): n for n in (model, self.verifier) if n is not None}.values():
                 network.to(memory_format=torch.channels_last_3d)
         self._step = self._losses
-        if acceleration.compile or acceleration.cuda_graphs:
+        compiled = acceleration.compile or acceleration.cuda_graphs
+        # auto's first-use checks cannot run inside a traced graph: one eager pass runs them first.
+        self._eager_first_pass = compiled and self.kernels.checks_first_use
+        if compiled:
             mode = "reduce-overhead" if acceleration.cuda_graphs else None
             self._step = torch.compile(self._losses, dynamic=False, mode=mode)
 
@@ -105,6 +108,9 @@ class LeapsObjective:
     def __call__(self, video: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Logits ``[B, K]`` and the terms ``total, ce, priming, coherence, feature, prior``, each ``[B]``
         float32 (terms the method or objective leaves out are 0)."""
+        if self._eager_first_pass:
+            self._eager_first_pass = False
+            self._losses(video.detach())  # checks the fused kernels on these inputs before tracing
         return self._step(video)
 
     def _losses(self, video: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

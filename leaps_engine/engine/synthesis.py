@@ -95,7 +95,8 @@ class StepState:
 class SynthesisResult:
     """Synthesized videos ``[B, 3, T, H, W]`` in [0, 1], the stimuli shown to the model (first stimulus of
     each target, pixels ``[3, T, H, W]``, or ``None`` for a baseline run without one), the per-term
-    history (term -> ``[steps, B]``), final scores."""
+    history (term -> ``[steps, B]``), final scores. ``kernels`` is the loss backend that served the
+    run's last step; ``kernels_fallback`` says why ``auto`` dropped the fused kernels, if it did."""
 
     videos: torch.Tensor
     stimuli: list[torch.Tensor | None]
@@ -107,6 +108,7 @@ class SynthesisResult:
     coherence_tap: str
     timing: dict[str, float] = field(default_factory=dict)
     kernels: str = "eager"
+    kernels_fallback: str | None = None
 
 
 Callback = Callable[[StepState], None]
@@ -212,7 +214,7 @@ def synthesize(
                 callback(state)
         if config.steps > 1:
             timing["steps_per_s"] = (config.steps - 1) / seconds_since(started, device)
-        kernels = objective.kernels.backend
+        kernels, kernels_fallback = objective.kernels.in_use()
 
     final = video.detach()
     return SynthesisResult(
@@ -226,6 +228,7 @@ def synthesize(
         coherence_tap=model.taps[-1],
         timing=timing,
         kernels=kernels,
+        kernels_fallback=kernels_fallback,
     )
 
 

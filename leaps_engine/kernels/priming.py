@@ -28,23 +28,11 @@ for a deterministic result and no [B, C, T, N] activation kept alive for backwar
 """
 
 import torch
-from torch.library import wrap_triton
 
-from leaps_engine.kernels._triton import (
-    TILE_ELEMENTS,
-    TRITON_AVAILABLE,  # noqa: F401  (re-exported: the backend registry reads it here)
-    cdiv,
-    next_power_of_2,
-    plan_chunks,
-    register_triton_op,
-    require_triton,
-    tile_shape,
-    tl,
-    triton,
-)
+from leaps_engine.kernels._triton import launch, register_triton_op, require_triton
+from leaps_engine.kernels.launch_plans import JVS_EPS, priming_plan
 
 PRIMING_DISTANCES = ("jvs", "cos", "l1", "l2")
-JVS_EPS = 1e-8
 
 
 def jvs_ref(a: torch.Tensor, b: torch.Tensor, eps: float = JVS_EPS) -> torch.Tensor:
@@ -70,136 +58,6 @@ def tap_priming_loss_ref(tap: torch.Tensor, target: torch.Tensor, distance: str 
     return priming_distance_ref(tap.float().mean(dim=(2, 3)), target.float(), distance)
 
 
-# --- Triton kernels --------------------------------------------------------------------------------
-
-
-@triton.jit
-def _priming_partial_sum_kernel(
-    x_ptr,
-    partial_ptr,
-    C,
-    M,
-    stride_b,
-    stride_c,
-    stride_m,
-    num_chunks,
-    tiles_per_chunk,
-    BLOCK_C: tl.constexpr,
-    BLOCK_M: tl.constexpr,
-):
-    """Stage 1: ``partial[b, c, chunk] = sum over the chunk's m of x[b, c, m]`` (float32).
-
-    Grid ``(num_chunks, cdiv(C, BLOCK_C), B)``; ``x`` ``[B, C, M]`` at any strides.
-    """
-    chunk = tl.program_id(0)
-    c_block = tl.program_id(1)
-    b = tl.program_id(2)
-    channels = c_block * BLOCK_C + tl.arange(0, BLOCK_C)
-    c_mask = channels < C
-    rows = x_ptr + b.to(tl.int64) * stride_b + channels[:, None] * stride_c
-    start = chunk * tiles_per_chunk * BLOCK_M
-    end = tl.minimum(start + tiles_per_chunk * BLOCK_M, M)
-    acc = tl.zeros((BLOCK_C, BLOCK_M), dtype=tl.float32)
-    for m0 in range(start, end, BLOCK_M):
-        m = m0 + tl.arange(0, BLOCK_M)
-        mask = c_mask[:, None] & (m < end)[None, :]
-        acc += tl.load(rows + m[None, :] * stride_m, mask=mask, other=0.0).to(tl.float32)
-    tl.store(partial_ptr + (b * C + channels) * num_chunks + chunk, tl.sum(acc, axis=1), mask=c_mask)
-
-
-@triton.jit
-def _priming_channel_block(
-    partial_ptr, target_ptr, b, c0, C, num_chunks, inv_M, BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr
-):
-    """Channels ``c0 .. c0 + BLOCK_C`` of video ``b``: ``(channels, mask, mu, s)``, 0 outside ``C``."""
-    channels = c0 + tl.arange(0, BLOCK_C)
-    c_mask = channels < C
-    chunks = tl.arange(0, BLOCK_K)
-    offsets = (b * C + channels[:, None]) * num_chunks + chunks[None, :]
-    mask = c_mask[:, None] & (chunks < num_chunks)[None, :]
-    mu = tl.sum(tl.load(partial_ptr + offsets, mask=mask, other=0.0), axis=1) * inv_M
-    s = tl.load(target_ptr + b * C + channels, mask=c_mask, other=0.0).to(tl.float32)
-    return channels, c_mask, mu, s
-
-
-@triton.jit
-def _priming_jvs_kernel(
-    partial_ptr,
-    target_ptr,
-    loss_ptr,
-    dmu_ptr,
-    C,
-    num_chunks,
-    inv_M,
-    weight,
-    eps,
-    BLOCK_C: tl.constexpr,
-    BLOCK_K: tl.constexpr,
-):
-    """Stage 2, one program per video: ``loss[b]`` and ``dmu[b, c] = d loss[b] / d mu[b, c] / M``.
-
-    ``partial`` ``[B, C, num_chunks]``, ``target`` ``[B, C]``; ``BLOCK_K >= num_chunks``.
-    """
-    # Triton's launcher passes Python floats as fp32, Inductor (torch.compile) as fp64: one precision.
-    inv_M = tl.cast(inv_M, tl.float32)
-    weight = tl.cast(weight, tl.float32)
-    eps = tl.cast(eps, tl.float32)
-    b = tl.program_id(0)
-    dot = tl.zeros((BLOCK_C,), dtype=tl.float32)
-    mu_sq = tl.zeros((BLOCK_C,), dtype=tl.float32)
-    s_sq = tl.zeros((BLOCK_C,), dtype=tl.float32)
-    for c0 in range(0, C, BLOCK_C):
-        _, _, mu, s = _priming_channel_block(partial_ptr, target_ptr, b, c0, C, num_chunks, inv_M, BLOCK_C, BLOCK_K)
-        dot += mu * s
-        mu_sq += mu * mu
-        s_sq += s * s
-    total_dot = tl.sum(dot, axis=0)
-    denominator = tl.sum(mu_sq, axis=0) + tl.sum(s_sq, axis=0) + eps
-    tl.store(loss_ptr + b, weight * (1.0 - 2.0 * total_dot / denominator))
-    # d/dmu of -2w <mu, s> / den = -2w (s - 2 <mu, s> mu / den) / den; divided by M for each element.
-    mu_coefficient = 2.0 * total_dot / denominator
-    scale = -2.0 * weight * inv_M / denominator
-    for c0 in range(0, C, BLOCK_C):
-        channels, c_mask, mu, s = _priming_channel_block(
-            partial_ptr, target_ptr, b, c0, C, num_chunks, inv_M, BLOCK_C, BLOCK_K
-        )
-        tl.store(dmu_ptr + b * C + channels, scale * (s - mu_coefficient * mu), mask=c_mask)
-
-
-# --- host launchers ---------------------------------------------------------------------------------
-
-
-def _launch_partial_sums(x: torch.Tensor) -> torch.Tensor:
-    """Stage 1 on ``x`` ``[B, C, M]`` (any strides) -> partial sums ``[B, C, num_chunks]`` float32."""
-    batch, channels, length = x.shape
-    stride_b, stride_c, stride_m = x.stride()
-    block_c, block_m = tile_shape(channels, stride_c, stride_m)
-    channel_blocks = cdiv(channels, block_c)
-    num_chunks, tiles_per_chunk = plan_chunks(length, block_m, batch * channel_blocks)
-    partial = torch.empty((batch, channels, num_chunks), device=x.device, dtype=torch.float32)
-    wrap_triton(_priming_partial_sum_kernel)[(num_chunks, channel_blocks, batch)](
-        x, partial, channels, length, stride_b, stride_c, stride_m, num_chunks, tiles_per_chunk,
-        BLOCK_C=block_c, BLOCK_M=block_m,
-    )  # fmt: skip
-    return partial
-
-
-def _launch_jvs(
-    partial: torch.Tensor, target: torch.Tensor, weight: float, length: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stage 2: partial sums ``[B, C, K]`` of ``length`` elements -> ``(loss [B], dmu_over_M [B, C])``."""
-    batch, channels, num_chunks = partial.shape
-    block_k = next_power_of_2(num_chunks)
-    block_c = max(min(next_power_of_2(channels), TILE_ELEMENTS // block_k), 1)
-    loss = torch.empty((batch,), device=partial.device, dtype=torch.float32)
-    dmu_over_m = torch.empty((batch, channels), device=partial.device, dtype=torch.float32)
-    wrap_triton(_priming_jvs_kernel)[(batch,)](
-        partial, target, loss, dmu_over_m, channels, num_chunks, 1.0 / length, weight, JVS_EPS,
-        BLOCK_C=block_c, BLOCK_K=block_k,
-    )  # fmt: skip
-    return loss, dmu_over_m
-
-
 # --- custom op + autograd ---------------------------------------------------------------------------
 
 
@@ -209,8 +67,14 @@ def _tap_priming_loss_fused(
     """``leaps_engine::tap_priming_loss``: ``(loss [B], dmu_over_M [B, C])`` for ``tap`` ``[B, C, T, N]``."""
     batch, channels = tap.shape[0], tap.shape[1]
     x = tap.reshape(batch, channels, -1)  # a view for the usual (permuted) taps
-    partial = _launch_partial_sums(x)
-    return _launch_jvs(partial, target.float().contiguous(), weight, x.shape[2])
+    plan = priming_plan(batch, channels, x.shape[2], x.stride(), str(x.dtype).removeprefix("torch."))
+    float32 = {"device": x.device, "dtype": torch.float32}
+    buffers = {"x": x, "target": target.float().contiguous(), "weight": weight,
+               "partial": torch.empty((batch, channels, plan.num_chunks), **float32),
+               "loss": torch.empty((batch,), **float32), "dmu_over_m": torch.empty((batch, channels), **float32)}
+    launch(plan.partial_sums, buffers)
+    launch(plan.jvs, buffers)
+    return buffers["loss"], buffers["dmu_over_m"]
 
 
 def _tap_priming_loss_setup_context(ctx, inputs, output) -> None:
@@ -247,7 +111,7 @@ def tap_priming_loss_triton(tap: torch.Tensor, target: torch.Tensor, weight: flo
     constant: it gets no gradient). Same value as ``weight * tap_priming_loss_ref(tap, target, "jvs")``.
     """
     if not torch.compiler.is_compiling():  # checked once, eagerly: tracing it would break the graph
-        require_triton("tap_priming_loss_triton", _priming_partial_sum_kernel, tap, target)
+        require_triton("tap_priming_loss_triton", tap, target)
     if tap.dim() != 4 or target.shape != tap.shape[:2]:
         shapes = f"{tuple(tap.shape)}, {tuple(target.shape)}"
         raise ValueError(f"expected tap [B, C, T, N] and target [B, C], got {shapes}")
