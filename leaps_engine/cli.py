@@ -230,6 +230,10 @@ def export(**options: object) -> None:
     The graph is checked against eager torch (ONNX: the ONNX checker, then ONNX Runtime on the CPU; AOTI: the
     loaded package) at batch 2 and 1, and is not written if any output differs (float32: allclose; half
     precision: cosine < 0.99). A JSON sidecar (OUT.json) records the input spec, outputs, versions and figures.
+
+    Packages: pip install 'leaps-engine[export]' for ONNX export and ONNX Runtime on the CPU;
+    pip install 'leaps-engine[gpu]' on CUDA machines for onnxruntime-gpu and TensorRT (never both: the two
+    ONNX Runtime builds install the same module).
     """
     from leaps_engine.cli_export import run_export
 

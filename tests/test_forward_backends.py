@@ -85,7 +85,8 @@ def test_problems_are_named():
     cpu = torch.device("cpu")
     assert forward_problem("torch", cpu) is None and forward_problem("onnxruntime", cpu) is None
     assert forward_problem("onnxruntime", cpu, "bfloat16") == "the onnxruntime backend runs float32 or float16"
-    assert forward_problem("tensorrt", cpu) in ("tensorrt not installed", "TensorRT needs a CUDA device")
+    assert forward_problem("tensorrt", cpu) in ("tensorrt not installed (pip install 'leaps-engine[gpu]')",
+                                                "TensorRT needs a CUDA device")
     with pytest.raises(LeapsError, match="unknown forward backend 'tvm'"):
         forward_problem("tvm", cpu)
     with pytest.raises(LeapsError, match="unknown forward backend 'tvm'"):

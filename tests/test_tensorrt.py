@@ -61,7 +61,7 @@ def test_precision_plan(version, dtype, expected):
 
 
 def test_precision_plan_rejects_old_versions_and_unknown_dtypes():
-    with pytest.raises(LeapsError, match=r"TensorRT 8\.6 is not supported.*pip install -U tensorrt"):
+    with pytest.raises(LeapsError, match=r"TensorRT 8\.6 is not supported.*pip install -U 'leaps-engine\[gpu\]'"):
         precision_plan("8.6", "float32")
     with pytest.raises(LeapsError, match="not 'int8'"):
         precision_plan("10.13.0", "int8")

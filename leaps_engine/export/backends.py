@@ -68,7 +68,8 @@ def forward_problem(kind: str, device: torch.device, dtype: str | None = None) -
                                                                                  "tensorrt")}.get(kind, ())
     missing = [package for package in needs if importlib.util.find_spec(package) is None]
     if missing:
-        return f"{', '.join(missing)} not installed"
+        extra = "gpu" if kind == "tensorrt" or device.type == "cuda" else "export"
+        return f"{', '.join(missing)} not installed (pip install 'leaps-engine[{extra}]')"
     if kind == "tensorrt" and device.type != "cuda":
         return "TensorRT needs a CUDA device"
     if kind == "onnxruntime" and dtype == "bfloat16":
@@ -77,7 +78,7 @@ def forward_problem(kind: str, device: torch.device, dtype: str | None = None) -
         import onnxruntime
 
         if not set(onnxruntime.get_available_providers()) & {"CUDAExecutionProvider", "TensorrtExecutionProvider"}:
-            return "this onnxruntime has no CUDA provider (pip install onnxruntime-gpu)"
+            return "this onnxruntime has no CUDA provider (pip install 'leaps-engine[gpu]', which brings onnxruntime-gpu)"
     return None
 
 

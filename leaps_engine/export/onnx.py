@@ -44,7 +44,13 @@ def require(package: str, purpose: str):
     except ImportError:
         hint = {"onnxscript": "onnx onnxscript", "onnx": "onnx onnxscript"}.get(package, package)
         raise LeapsError(f"{purpose} needs the {package} package: pip install {hint} "
-                         "(or pip install 'leaps-engine[export]')") from None
+                         f"(or pip install 'leaps-engine[{extra_for(package)}]')") from None
+
+
+def extra_for(package: str) -> str:
+    """The extra of this project that installs ``package``: ``gpu`` for TensorRT and ONNX Runtime's GPU
+    build, ``export`` for the CPU packages (never both: onnxruntime and onnxruntime-gpu clash)."""
+    return "gpu" if package in ("tensorrt", "onnxruntime-gpu") else "export"
 
 
 def export_onnx(

@@ -41,7 +41,8 @@ def provider_list(device: torch.device, available: list[str], dtype: str, trt_ca
     }
     chosen = [(name, options[name]) for name in GPU_PROVIDERS if name in available]
     if not chosen:
-        raise LeapsError("onnxruntime on CUDA needs the onnxruntime-gpu package (only the CPU provider is installed)")
+        raise LeapsError("onnxruntime on CUDA needs the onnxruntime-gpu package (only the CPU provider is "
+                         "installed): pip install 'leaps-engine[gpu]'")
     return [*chosen, "CPUExecutionProvider"]
 
 

@@ -74,7 +74,7 @@ def precision_plan(tensorrt_version: str, dtype: str) -> PrecisionPlan:
     major = parse_version(tensorrt_version)[0]
     if major < OLDEST_SUPPORTED:
         raise LeapsError(f"TensorRT {tensorrt_version} is not supported; the tensorrt backend needs TensorRT "
-                         f"{OLDEST_SUPPORTED} or newer: pip install -U tensorrt")
+                         f"{OLDEST_SUPPORTED} or newer: pip install -U 'leaps-engine[gpu]'")
     cleared = ("TF32",) if dtype == "float32" else ()
     if major >= STRONG_TYPING_ONLY and dtype == "bfloat16":
         raise LeapsError(f"TensorRT {tensorrt_version} is strongly typed and builds bfloat16 only from a bfloat16 "
