@@ -286,46 +286,50 @@ def models(pattern: str) -> None:
         names = list_adapters(pattern)
         if not names:
             raise LeapsError(f"no model matches {pattern!r}")
-        click.echo(f"{'name':<18}{'family':<14}{'frames x rate':<15}{'crop':<6}{'size':<7}{'classes':<9}weights")
+        width = max(len(name) for name in names) + 2
+        click.echo(f"{'name':<{width}}{'family':<14}{'frames x rate':<15}{'crop':<6}{'size':<7}{'classes':<9}weights")
         for name in names:
             entry = get_adapter_entry(name)
             spec = entry.spec
             clip = f"{spec.frames} x {spec.sampling_rate}"
             size = "fixed" if spec.fixed_size else "any"
-            click.echo(f"{name:<18}{entry.family:<14}{clip:<15}{spec.crop_size:<6}{size:<7}{spec.num_classes:<9}"
-                       f"{entry.pretrained}")
+            click.echo(f"{name:<{width}}{entry.family:<14}{clip:<15}{spec.crop_size:<6}{size:<7}"
+                       f"{spec.num_classes:<9}{entry.pretrained}")
         click.echo("\nsize 'fixed': x* is resized to frames x crop x crop; 'any': any size above the model's "
                    "minimum. Taps and presets: `leaps-engine layers MODEL`.")
 
 
 @main.command()
 @click.argument("model_name", metavar="MODEL")
-@click.option("--shapes", is_flag=True, help="Also run a small random input and print each tap's shape.")
-def layers(model_name: str, shapes: bool) -> None:
-    """List the priming taps of MODEL in forward order (the last one also drives temporal coherence)."""
-    import torch
+@click.option("--size", default=None, metavar="TxHxW", help="Size of x* (default: the preset's, as synthesize).")
+@click.option("--shapes", is_flag=True, help="Also print each tap's shape [C, T', N] at that size.")
+def layers(model_name: str, size: str | None, shapes: bool) -> None:
+    """List the priming taps of MODEL in forward order, their lambda, and the coherence tap at --size.
 
+    The coherence tap is the deepest tap with at least two frames at the size the model sees (the last
+    tap whenever it qualifies); finding it runs the model once on a zero video of that size.
+    """
     from leaps_engine.config import preset_for
-    from leaps_engine.engine.adapters import create_adapter, get_adapter_entry
+    from leaps_engine.engine.adapters import create_adapter
     from leaps_engine.engine.objectives import priming_weights
+    from leaps_engine.engine.step import coherence_tap
 
     with _user_errors():
-        entry = get_adapter_entry(model_name)
-        adapter = create_adapter(model_name, weights="random")
         preset = preset_for(model_name)
+        run_size = _parse_size(size) or preset.size
+        if min(run_size) < 1:
+            raise LeapsError(f"--size must be three positive integers, got {size}")
+        adapter = create_adapter(model_name, weights="random")
         weights = priming_weights(len(adapter.taps), preset.lambda_first, preset.lambda_last)
-        tap_shapes = {}
-        if shapes:
-            spec = entry.spec
-            size = (spec.frames, spec.crop_size, spec.crop_size)
-            with torch.no_grad():
-                _, values = adapter.forward_with_taps(torch.zeros(1, 3, *size))
-            tap_shapes = {tap: list(value.shape[1:]) for tap, value in zip(adapter.taps, values, strict=True)}
+        tap_shapes = adapter.tap_shapes(run_size)
+        coherence = coherence_tap(adapter, run_size)
+        seen = adapter.spec.model_size(*run_size)
         click.echo(f"{model_name}: {len(adapter.taps)} taps; lambda from {preset.lambda_first} to "
-                   f"{preset.lambda_last} ({preset.source})")
+                   f"{preset.lambda_last} ({preset.source}); x* {'x'.join(map(str, run_size))}, seen as "
+                   f"{'x'.join(map(str, seen))}")
         for index, (tap, weight) in enumerate(zip(adapter.taps, weights, strict=True), start=1):
-            shape = f"  [C, T', N] = {tap_shapes[tap]}" if tap in tap_shapes else ""
-            role = "  (coherence)" if index == len(adapter.taps) else ""
+            shape = f"  [C, T', N] = {list(tap_shapes[tap])}" if shapes else ""
+            role = "  (coherence)" if tap == coherence else ""
             click.echo(f"{index:>3}  {tap:<40} lambda={weight:.3f}{shape}{role}")
 
 

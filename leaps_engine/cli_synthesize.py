@@ -87,10 +87,10 @@ def _run_and_write(model_name, weights, targets, stimulus_labels, config, accele
     verifier, verifier_weights = build_verifier(model, weights, verifier_name, verifier_weights, torch_device)
     names = model.spec.class_names
     clip_dirs = [out / f"clip_{i:02d}_{class_slug(names[t.label])}" for i, t in enumerate(targets)]
-    frames, height, width = config.size
+    size, seen = "x".join(map(str, config.size)), "x".join(map(str, model.spec.model_size(*config.size)))
     click.echo(f"{model_name} ({weights or entry.pretrained} weights), verifier "
-               f"{verifier.name if verifier else 'none'}, {len(targets)} clip(s) of {frames}x{height}x{width}, "
-               f"{config.steps} steps on {torch_device}")
+               f"{verifier.name if verifier else 'none'}, {len(targets)} clip(s) of {size}"
+               f"{f' (the model sees {seen})' if seen != size else ''}, {config.steps} steps on {torch_device}")
 
     progress = _ProgressBar(config.steps)
     snapshot_writer = _SnapshotWriter(snapshots, clip_dirs, fps)
@@ -279,6 +279,8 @@ def run_summary(model: VideoAdapter, model_weights: str, verifier: VideoAdapter 
                          "kernels_selected": result.kernels, "kernels_fallback": result.kernels_fallback,
                          "forward_backend": forward_backend},
         "timing": {key: round(value, 4) for key, value in result.timing.items()},
+        "model_input_size": list(model.spec.model_size(*config.size)),
+        "verifier_input_size": None if verifier is None else list(verifier.spec.model_size(*config.size)),
         "priming_taps": result.taps,
         "coherence_tap": result.coherence_tap,
         "device": str(device),

@@ -118,11 +118,19 @@ def test_pytorchvideo_minimum_sizes_are_tight(name):
 
 
 def test_inputs_below_the_minimum_are_resized_up_to_it():
-    adapter = create_adapter("x3d_xs", weights="random")  # needs at least 4 x 129 x 129
-    assert adapter.spec.model_size(2, 64, 200) == (4, 129, 200)
+    adapter = create_adapter("slow_r50", weights="random")  # needs at least 8 x 193 x 193
+    assert adapter.spec.model_size(2, 64, 200) == (8, 193, 200)
     with torch.no_grad():
         logits, taps = adapter.forward_with_taps(torch.randn(1, 3, 2, 64, 64))
-    assert logits.shape == (1, 400) and taps[-1].shape[2] == 4
+    assert logits.shape == (1, 400) and taps[-1].shape[2] == 8
+
+
+def test_fixed_size_models_resize_every_input_to_their_own():
+    adapter = create_adapter("x3d_xs", weights="random")  # X3D-XS: 4 x 160 x 160, as in its Kinetics recipe
+    assert adapter.spec.model_size(8, 224, 224) == adapter.spec.model_size(2, 64, 200) == (4, 160, 160)
+    with torch.no_grad():
+        logits, taps = adapter.forward_with_taps(torch.randn(1, 3, 8, 96, 128))
+    assert logits.shape == (1, 400) and taps[0].shape[2:] == (4, 80 * 80)
 
 
 def test_unknown_model_suggests_close_names():

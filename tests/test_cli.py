@@ -29,6 +29,9 @@ def test_synthesize_end_to_end_writes_every_output(tmp_path):
     assert summary["model"] == {"name": "embedded", "weights": "embedded"}
     assert summary["verifier"]["name"] == "embedded_verifier"
     assert summary["config"]["steps"] == 6
+    assert summary["model_input_size"] == summary["verifier_input_size"] == summary["config"]["size"]
+    assert summary["coherence_tap"] == "block3"  # the last tap: it has two frames at 8x32x32
+    assert summary["acceleration"]["kernels_selected"] == "eager" and summary["acceleration"]["kernels_fallback"] is None
     assert torch.__version__.startswith(summary["versions"]["torch"])
     clips = summary["clips"]
     assert [c["target_index"] for c in clips] == [2, 4]
@@ -41,6 +44,8 @@ def test_synthesize_end_to_end_writes_every_output(tmp_path):
         assert 0.0 <= clip["model_target_prob"] <= 1.0
         video = torch.load(out / clip["tensor"], weights_only=True)
         assert video.shape == (3, *summary["config"]["size"])
+        stimulus = torch.load(out / clip["stimulus_tensor"], weights_only=True)
+        assert stimulus.shape == video.shape  # the stimulus is given x*'s size (paper Sec. 3.1)
     assert not list(out.rglob("*.tmp*"))
     assert "model top-1" in result.output
 

@@ -93,7 +93,8 @@ def test_graph_spec_uses_the_model_input_size_and_checks_taps(model):
         graph_spec_for(model, (8, 32, 32), taps=["nope"])
     with pytest.raises(LeapsError, match="impossible size"):
         graph_spec_for(model, (0, 32, 32))
-    assert get_adapter_entry("x3d_s").spec.model_size(4, 64, 64) == (13, 129, 129)
+    assert get_adapter_entry("x3d_s").spec.model_size(4, 64, 64) == (13, 160, 160)  # fixed size
+    assert get_adapter_entry("slow_r50").spec.model_size(4, 64, 64) == (8, 193, 193)  # raised to its minimum
 
 
 def test_onnx_export_with_taps_matches_eager_and_records_it(model, tmp_path):
@@ -141,7 +142,7 @@ def test_an_export_that_fails_verification_is_not_written(model, tmp_path, monke
     assert list(tmp_path.iterdir()) == []  # neither the model, its sidecar nor a temporary file
 
 
-@pytest.mark.parametrize("name, size", [("r3d_18", (4, 32, 32)), ("x3d_s", (13, 129, 129))])
+@pytest.mark.parametrize("name, size", [("r3d_18", (4, 32, 32)), ("x3d_s", (13, 160, 160))])
 def test_torchvision_and_pytorchvideo_models_export_with_taps(name, size, tmp_path):
     from leaps_engine.engine.adapters import create_adapter
     from leaps_engine.export.onnx import export_onnx
@@ -155,7 +156,7 @@ def test_torchvision_and_pytorchvideo_models_export_with_taps(name, size, tmp_pa
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name, size", [("swin3d_t", (4, 64, 64)), ("mvit_v2_s", (16, 224, 224))])
+@pytest.mark.parametrize("name, size", [("swin3d_t", (32, 224, 224)), ("mvit_v2_s", (16, 224, 224))])
 def test_video_transformers_export_with_taps(name, size, tmp_path):
     from leaps_engine.engine.adapters import create_adapter
     from leaps_engine.export.onnx import export_onnx

@@ -72,6 +72,31 @@ def test_sample_indices():
     assert sample_indices(3, make_spec(frames=4, rate=2)) == [0, 2, 1, 0]
 
 
+def test_fewer_frames_than_the_model_clip_spread_over_its_time_span():
+    spec = make_spec(frames=16, rate=2)  # the native clip spans 32 source frames
+    native = sample_indices(100, spec)
+    assert native == list(range(34, 66, 2))
+    assert sample_indices(100, spec, frames=8) == native[::2]  # every other frame of the span
+    assert sample_indices(100, spec, frames=32) == list(range(34, 66))
+    assert sample_indices(100, spec, frames=3) == [34, 44, 55]  # floor(i * 32 / 3)
+
+
+def test_a_stimulus_takes_the_size_it_is_asked_for(tmp_path):
+    path = write_video(tmp_path / "clip.mp4", count=20, size=(48, 64))
+    clip = load_stimulus(path, make_spec(frames=4, rate=2), size=(2, 24, 40))  # wider than tall
+    assert clip.shape == (3, 2, 24, 40)
+    assert frame_indices(clip) == [6, 10]  # the span of 8 frames centred at 6..13, every 4th frame
+    with pytest.raises(LeapsError, match="stimulus size must be three positive integers"):
+        load_stimulus(path, make_spec(), size=(0, 24, 40))
+
+
+def test_non_square_crop_keeps_the_centre():
+    video = torch.zeros(3, 1, 60, 60)
+    video[:, :, 15:45, :] = 1  # a horizontal band across the middle
+    clip = load_stimulus(video, make_spec(frames=1, rate=1), size=(1, 30, 60))
+    assert clip.shape == (3, 1, 30, 60) and torch.allclose(clip, torch.ones(()), atol=1e-4)
+
+
 def test_short_video_loops_and_warns(tmp_path):
     path = write_video(tmp_path / "short.mp4", count=5)
     with pytest.warns(StimulusWarning, match="has 5 frames but 8 are needed"):

@@ -5,7 +5,8 @@ import torch
 
 from leaps_engine import SynthesisConfig, Target, synthesize
 from leaps_engine.engine.embedded.generator import CLASS_NAMES, generate_stimulus
-from leaps_engine.engine.synthesis import CoherenceWarning, resolve_class
+from leaps_engine.engine.step import CoherenceWarning
+from leaps_engine.engine.synthesis import resolve_class
 from leaps_engine.errors import LeapsError
 
 
@@ -79,7 +80,7 @@ def test_multi_stimulus_priming_runs(model):
     assert result.videos.shape[0] == 1
 
 
-def test_coherence_warning_when_the_last_tap_has_one_frame(model):
+def test_coherence_warning_when_no_tap_has_two_frames(model):
     with pytest.warns(CoherenceWarning, match="R_coh is 0"):
         result = synthesize(model, [Target(0, generate_stimulus(0, seed=0))], config=_config(steps=1, size=(1, 32, 32)))
     assert torch.equal(result.history["coherence"], torch.zeros(1, 1))

@@ -12,6 +12,7 @@ from leaps_engine.engine.video_io import (
     SHEET_GAP,
     SHEET_LABEL_HEIGHT,
     SHEET_MARGIN,
+    SHEET_MAX_WIDTH,
     atomic_path,
     mp4_codec,
     write_contact_sheet,
@@ -84,6 +85,17 @@ def test_contact_sheet_rows_of_different_lengths_and_sizes(tmp_path):
         assert sheet.size == (2 * SHEET_MARGIN + row_width, SHEET_MARGIN + 2 * row_height)
         label_band = sheet.convert("L").crop((0, SHEET_MARGIN, 100, SHEET_MARGIN + SHEET_LABEL_HEIGHT))
         assert label_band.getextrema()[0] < 128  # the label was drawn
+
+
+def test_a_long_contact_sheet_shrinks_its_frames_to_stay_readable(tmp_path):
+    path = tmp_path / "sheet.png"
+    video = smooth_video(32, 224, 224)  # 32 frames of 224: over 7,000 pixels side by side
+    write_contact_sheet(path, [("stimulus", video), ("synthesized", video)], scale=1)
+    with Image.open(path) as sheet:
+        width, height = sheet.size
+    assert SHEET_MAX_WIDTH - 40 <= width <= SHEET_MAX_WIDTH
+    frame_height = (height - SHEET_MARGIN) // 2 - SHEET_LABEL_HEIGHT - SHEET_MARGIN
+    assert 100 < frame_height < 224  # shrunk, aspect ratio kept (frames stay square)
 
 
 def test_write_tensor_round_trip(tmp_path):

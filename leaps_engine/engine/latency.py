@@ -33,6 +33,7 @@ from leaps_engine.engine.adapters import create_adapter, get_adapter_entry
 from leaps_engine.engine.adapters.base import VideoAdapter, record_inputs
 from leaps_engine.engine.step import (
     LeapsObjective,
+    coherence_tap,
     priming_taps,
     to_verifier_space,
     verifier_bn_layers,
@@ -282,6 +283,7 @@ class ReferenceStep:
         self.priming_taps = priming_taps(model, config)
         all_weights = objectives.priming_weights(len(model.taps), config.lambda_first, config.lambda_last)
         self.weights = all_weights[: len(self.priming_taps)]
+        self.coherence_tap = coherence_tap(model, config.size)
         self.stimulus_means = stimulus_means
         self.targets = targets
         self.bn_layers = verifier_bn_layers(verifier) if verifier is not None else []
@@ -300,7 +302,7 @@ class ReferenceStep:
     def __call__(self, video: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         device_type = video.device.type
         with torch.autocast(device_type, dtype=torch.float16, enabled=device_type == "cuda"):
-            tap_names = list(dict.fromkeys([*self.priming_taps, self.model.taps[-1]]))
+            tap_names = list(dict.fromkeys([*self.priming_taps, *filter(None, [self.coherence_tap])]))
             logits, tap_values = self.model.forward_with_taps(video, tap_names)
             bn_inputs = []
             if self.verifier is not None:
@@ -310,7 +312,8 @@ class ReferenceStep:
         ce = objectives.cross_entropy(logits, self.targets)
         priming = objectives.priming_loss([taps[t] for t in self.priming_taps], self.stimulus_means,
                                           self.weights, self.config.distance)
-        coherence = objectives.temporal_coherence(taps[self.model.taps[-1]], self.config.coherence_margin)
+        coherence = (objectives.temporal_coherence(taps[self.coherence_tap], self.config.coherence_margin)
+                     if self.coherence_tap else torch.zeros_like(ce))
         feature = objectives.feature_statistics_loss(bn_inputs) if bn_inputs else torch.zeros_like(ce)
         total = ce + priming + self.config.r * (coherence + feature)
         return logits, {"total": total, "ce": ce, "priming": priming, "coherence": coherence, "feature": feature,

@@ -14,6 +14,7 @@ Use it as a context manager: the hooks are removed when the block exits.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -73,12 +74,13 @@ class LeapsObjective:
         self.priming_taps = priming_taps(model, config)
         all_weights = objectives.priming_weights(len(model.taps), config.lambda_first, config.lambda_last)
         self.weights = all_weights[: len(self.priming_taps)]
+        uses_coherence = config.method == "leaps" and config.objective in ("full", "prim+coh")
+        self.coherence_tap = coherence_tap(model, config.size) if uses_coherence else None
         self.stimulus_means = list(stimulus_means)
         self.targets = targets
         self.dtype = resolve_dtype(acceleration, device)
         self.channels_last = acceleration.channels_last
         self.kernels: LossKernels = select_kernels(acceleration.kernels, device)
-        self.coherence_frames = 2  # updated by each step that computes R_coh
         self._tap_outputs: dict[str, object] = {}
         self._bn_inputs: list[tuple[nn.Module, torch.Tensor]] = []
         self._handles = self._install_hooks()
@@ -145,10 +147,8 @@ class LeapsObjective:
             [taps[name] for name in self.priming_taps], self.stimulus_means,
             self.weights, self.config.distance, self.kernels,
         )}
-        if self.config.objective in ("full", "prim+coh"):
-            coherence_tap = taps[self.model.taps[-1]]
-            self.coherence_frames = coherence_tap.shape[2]
-            terms["coherence"] = objectives.temporal_coherence(coherence_tap, self.config.coherence_margin)
+        if self.coherence_tap is not None:
+            terms["coherence"] = objectives.temporal_coherence(taps[self.coherence_tap], self.config.coherence_margin)
         if self.verifier is not None:
             terms["feature"] = objectives.feature_statistics_loss(
                 self._bn_inputs, per_video=self.config.bn_stats == "video", kernels=self.kernels)
@@ -157,7 +157,7 @@ class LeapsObjective:
     def _tap_names(self) -> list[str]:
         if self.config.method != "leaps":
             return []
-        return list(dict.fromkeys([*self.priming_taps, self.model.taps[-1]]))
+        return list(dict.fromkeys([*self.priming_taps, *filter(None, [self.coherence_tap])]))
 
     def _memory_format(self, video: torch.Tensor) -> torch.Tensor:
         return video.contiguous(memory_format=torch.channels_last_3d) if self.channels_last else video
@@ -181,6 +181,24 @@ class LeapsObjective:
 def priming_taps(model: VideoAdapter, config: SynthesisConfig) -> list[str]:
     """The first ``floor(priming_layers * L)`` taps of ``model`` (at least one)."""
     return list(model.taps[: objectives.priming_tap_count(len(model.taps), config.priming_layers)])
+
+
+class CoherenceWarning(UserWarning):
+    """No tap has two frames at the run's size, so R_coh is 0 for the run."""
+
+
+def coherence_tap(model: VideoAdapter, size: tuple[int, int, int]) -> str | None:
+    """The tap R_coh is computed on for x* of ``size`` (T, H, W): the deepest tap with at least two frames
+    (T' >= 2) at the size the model sees. R_coh compares consecutive frames (paper Eq. 2) on the last
+    tap, which this is whenever it qualifies; where none has two frames it warns and returns ``None``."""
+    shapes = model.tap_shapes(size)
+    for name in reversed(model.taps):
+        if shapes[name][1] >= 2:
+            return name
+    warnings.warn(f"no tap of {model.name} has two frames when it sees {'x'.join(map(str, size))} "
+                  f"(as {'x'.join(map(str, model.spec.model_size(*size)))}): R_coh is 0 for this run",
+                  CoherenceWarning, stacklevel=3)
+    return None
 
 
 def to_verifier_space(model: VideoAdapter, verifier: VideoAdapter, video: torch.Tensor) -> torch.Tensor:

@@ -1,13 +1,19 @@
-"""Load a stimulus video as the model's input clip.
+"""Load a stimulus video as the clip that primes the model, at the size of the synthesized video.
 
 A stimulus is a video file, a folder of frame images, a saved tensor (``.pt``/``.pth``) or an in-memory
-tensor. :func:`load_stimulus` turns any of them into pixels ``[3, T, S, S]`` in [0, 1], where
-``T = spec.frames`` and ``S = spec.crop_size``:
+tensor. :func:`load_stimulus` turns any of them into pixels ``[3, T, H, W]`` in [0, 1] at a given size
+(T, H, W), by default the model's native clip (``spec.frames`` x ``spec.crop_size``^2). LEAPS gives the
+stimulus v the size of the synthesized x* (paper Sec. 3.1), so synthesis passes x*'s size, and both then
+go through the same adapter path (a fixed-size model resizes both to its input):
 
-* Sampling: the clip spans ``frames * sampling_rate`` source frames and is centred in the video (the
-  usual single-clip evaluation protocol); every ``sampling_rate``-th frame of it is kept. A source shorter
-  than that is looped (indices taken modulo its length, starting at frame 0) with a :class:`StimulusWarning`.
-* Space: each frame's shorter side is resized to ``S`` (bilinear, antialiased), then centre-cropped.
+* Time: the clip covers the time span of the model's native clip, ``spec.frames * spec.sampling_rate``
+  source frames, centred in the video (the usual single-clip evaluation protocol), and ``T`` frames are
+  taken evenly over that span: frame ``i`` is source frame ``start + floor(i * span / T)``. At the
+  native length that is every ``sampling_rate``-th frame; 8 frames for a 16-frame model take every other
+  one of those. A source shorter than the span is looped (indices modulo its length, from frame 0), with
+  a :class:`StimulusWarning`.
+* Space: each frame is resized (bilinear, antialiased) so that it covers ``H`` x ``W`` (its shorter side,
+  relative to the target, fits), then centre-cropped to ``H`` x ``W``.
 
 Only the sampled frames are converted (videos are decoded twice: once to count, once to keep), and only
 the sampled images of a folder are read. Every problem with the input raises :class:`LeapsError`.
@@ -43,23 +49,30 @@ class StimulusWarning(UserWarning):
     """The stimulus was usable but had to be adapted (e.g. looped because it was too short)."""
 
 
-def load_stimulus(source: str | Path | torch.Tensor, spec: InputSpec) -> torch.Tensor:
-    """Pixels ``[3, spec.frames, spec.crop_size, spec.crop_size]`` float32 in [0, 1] (not normalised)."""
+def load_stimulus(
+    source: str | Path | torch.Tensor, spec: InputSpec, size: tuple[int, int, int] | None = None
+) -> torch.Tensor:
+    """Pixels ``[3, T, H, W]`` float32 in [0, 1] (not normalised) for ``size = (T, H, W)``, by default the
+    model's native clip; see the module docstring for the sampling and cropping rules."""
+    frames_wanted, height, width = size or (spec.frames, spec.crop_size, spec.crop_size)
+    if min(frames_wanted, height, width) < 1:
+        raise LeapsError(f"stimulus size must be three positive integers, got {frames_wanted}x{height}x{width}")
+    clip = _ClipShape(spec, frames_wanted, height, width)
     if isinstance(source, torch.Tensor):
         name = "the stimulus tensor"
-        return _fit_clip(_sample(_tensor_frames(source, name), spec, name), spec)
+        return clip.fit(_sample(_tensor_frames(source, name), clip, name))
     path = Path(source)
     if not path.exists():
         raise LeapsError(f"stimulus not found: {path}")
     if path.is_dir():
-        frames = _sample(_image_files(path), spec, str(path))
-        return _fit_clip([_read_image(file) for file in frames], spec)
+        frames = _sample(_image_files(path), clip, str(path))
+        return clip.fit([_read_image(file) for file in frames])
     suffix = path.suffix.lower()
     if suffix in TENSOR_EXTENSIONS:
         frames = _tensor_frames(_load_tensor_file(path), str(path))
-        return _fit_clip(_sample(frames, spec, str(path)), spec)
+        return clip.fit(_sample(frames, clip, str(path)))
     if suffix in VIDEO_EXTENSIONS:
-        return _fit_clip(_read_video_sample(path, spec), spec)
+        return clip.fit(_read_video_sample(path, clip))
     supported = ", ".join(VIDEO_EXTENSIONS + TENSOR_EXTENSIONS)
     kind = suffix or "(no extension)"
     raise LeapsError(f"unsupported stimulus type {kind!r}: {path} (expected a frame folder or {supported})")
@@ -86,43 +99,53 @@ def read_video_frames(path: str | Path) -> tuple[torch.Tensor, float]:
     return torch.from_numpy(np.stack(frames)), _video_fps(path)
 
 
-def sample_indices(total: int, spec: InputSpec) -> list[int]:
-    """Indices of the ``spec.frames`` frames to keep out of ``total`` >= 1 (centred clip, looped if short)."""
+class _ClipShape:
+    """The clip to cut: ``frames`` frames over the time span of ``spec``'s native clip, ``height x width``."""
+
+    def __init__(self, spec: InputSpec, frames: int, height: int, width: int):
+        self.spec = spec
+        self.frames, self.height, self.width = frames, height, width
+
+    def fit(self, frames: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Frames (each ``[3, h, w]``, uint8 or float in [0, 1]) -> ``[3, T, H, W]`` float32, covering
+        ``H x W`` after a resize, centre-cropped."""
+        fitted = []
+        for frame in frames:
+            frame = frame.float() / 255 if frame.dtype == torch.uint8 else frame.float()
+            height, width = frame.shape[1:]
+            scale = max(self.height / height, self.width / width)
+            new_size = (max(self.height, round(height * scale)), max(self.width, round(width * scale)))
+            if new_size != (height, width):
+                frame = F.interpolate(frame[None], size=new_size, mode="bilinear", antialias=True,
+                                      align_corners=False)[0]
+            top, left = (new_size[0] - self.height) // 2, (new_size[1] - self.width) // 2
+            fitted.append(frame[:, top : top + self.height, left : left + self.width])
+        return torch.stack(fitted, dim=1).clamp_(0, 1).contiguous()
+
+
+def sample_indices(total: int, spec: InputSpec, frames: int | None = None) -> list[int]:
+    """Indices of the ``frames`` (default ``spec.frames``) source frames to keep out of ``total`` >= 1:
+    evenly over the centred span of ``spec``'s native clip, looped if the source is shorter."""
+    frames = frames or spec.frames
     span = spec.frames * spec.sampling_rate
     start = max((total - span) // 2, 0)
-    return [(start + i * spec.sampling_rate) % total for i in range(spec.frames)]
+    return [(start + (i * span) // frames) % total for i in range(frames)]
 
 
-def _sample(frames: Sequence, spec: InputSpec, name: str) -> list:
-    """The items of ``frames`` at :func:`sample_indices`, warning if the source had to be looped."""
-    _warn_if_short(len(frames), spec, name)
-    return [frames[i] for i in sample_indices(len(frames), spec)]
+def _sample(items: Sequence, clip: _ClipShape, name: str) -> list:
+    """The items at the clip's :func:`sample_indices`, warning if the source had to be looped."""
+    _warn_if_short(len(items), clip.spec, name)
+    return [items[i] for i in sample_indices(len(items), clip.spec, clip.frames)]
 
 
 def _warn_if_short(total: int, spec: InputSpec, name: str) -> None:
-    needed = spec.frames * spec.sampling_rate
-    if total < needed:
+    span = spec.frames * spec.sampling_rate
+    if total < span:
         message = (
-            f"{name} has {total} frames but {needed} are needed ({spec.frames} frames x sampling rate "
-            f"{spec.sampling_rate}); looping it"
+            f"{name} has {total} frames but {span} are needed (the model's clip: {spec.frames} frames x "
+            f"sampling rate {spec.sampling_rate}); looping it"
         )
         warnings.warn(message, StimulusWarning, stacklevel=4)
-
-
-def _fit_clip(frames: Sequence[torch.Tensor], spec: InputSpec) -> torch.Tensor:
-    """Frames (each ``[3, H, W]``, uint8 or float in [0, 1]) -> ``[3, T, S, S]`` float32, resized and centre-cropped."""
-    size = spec.crop_size
-    fitted = []
-    for frame in frames:
-        frame = frame.float() / 255 if frame.dtype == torch.uint8 else frame.float()
-        height, width = frame.shape[1:]
-        scale = size / min(height, width)
-        new_size = (max(size, round(height * scale)), max(size, round(width * scale)))
-        if new_size != (height, width):
-            frame = F.interpolate(frame[None], size=new_size, mode="bilinear", antialias=True, align_corners=False)[0]
-        top, left = (new_size[0] - size) // 2, (new_size[1] - size) // 2
-        fitted.append(frame[:, top : top + size, left : left + size])
-    return torch.stack(fitted, dim=1).clamp_(0, 1).contiguous()
 
 
 # --- tensors -----------------------------------------------------------------------------------------------
@@ -218,13 +241,13 @@ def _video_fps(path: Path) -> float:
     return float(rate) if rate else 0.0
 
 
-def _read_video_sample(path: Path, spec: InputSpec) -> list[torch.Tensor]:
+def _read_video_sample(path: Path, clip: _ClipShape) -> list[torch.Tensor]:
     """The sampled frames of a video, each uint8 ``[3, H, W]``."""
     total = sum(1 for _ in _decoded_frames(path))
     if total == 0:
         raise LeapsError(f"video has no decodable frames: {path}")
-    _warn_if_short(total, spec, str(path))
-    indices = sample_indices(total, spec)
+    _warn_if_short(total, clip.spec, str(path))
+    indices = sample_indices(total, clip.spec, clip.frames)
     kept: dict[int, torch.Tensor] = {}
     for index, frame in enumerate(_decoded_frames(path)):
         if index in indices:

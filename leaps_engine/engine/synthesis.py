@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -34,10 +33,6 @@ from leaps_engine.export.backends import ForwardBackend, TorchForward
 LOSS_TERMS = ("total", "ce", "priming", "coherence", "feature", "prior")
 
 StimulusSource = str | os.PathLike | torch.Tensor
-
-
-class CoherenceWarning(UserWarning):
-    """The coherence tap has fewer than two frames, so R_coh is 0 for this run."""
 
 
 @dataclass
@@ -105,7 +100,7 @@ class SynthesisResult:
     seeds: list[int]
     config: SynthesisConfig
     taps: list[str]
-    coherence_tap: str
+    coherence_tap: str | None
     timing: dict[str, float] = field(default_factory=dict)
     kernels: str = "eager"
     kernels_fallback: str | None = None
@@ -166,7 +161,7 @@ def synthesize(
         if missing:
             raise LeapsError(f"LEAPS primes with a stimulus, and none was given for class {missing[0]} "
                              "(the baselines deepdream and am need none)")
-    stimulus_pixels = [[load_stimulus(s, model.spec) for s in _as_list(t.stimulus)] for t in targets]
+    stimulus_pixels = [[load_stimulus(s, model.spec, config.size) for s in _as_list(t.stimulus)] for t in targets]
     stimulus_means = []
     if config.uses_stimulus:
         forward = forward_backend or TorchForward(model)
@@ -189,10 +184,6 @@ def synthesize(
             if acceleration.cuda_graphs:
                 torch.compiler.cudagraph_mark_step_begin()
             logits, losses = objective(_augment(video, config, augment_generators))
-            if step == 1 and objective.coherence_frames < 2 and config.r > 0:
-                warnings.warn(
-                    f"{model.name}'s coherence tap {model.taps[-1]} has {objective.coherence_frames} frame(s) at "
-                    f"{'x'.join(map(str, config.size))}: R_coh is 0 for this run", CoherenceWarning, stacklevel=2)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(losses["total"].sum()).backward()
             scaler.step(optimizer)
@@ -225,7 +216,7 @@ def synthesize(
         seeds=seeds,
         config=config,
         taps=objective.priming_taps,
-        coherence_tap=model.taps[-1],
+        coherence_tap=objective.coherence_tap,
         timing=timing,
         kernels=kernels,
         kernels_fallback=kernels_fallback,

@@ -25,6 +25,7 @@ MP4_CODECS = ("libx264", "mpeg4")  # H.264 if the PyAV wheel has it, else MPEG-4
 SHEET_MARGIN = 4  # pixels around the sheet and between rows
 SHEET_GAP = 2  # pixels between frames of a row
 SHEET_LABEL_HEIGHT = 16  # pixels of the label band above each row
+SHEET_MAX_WIDTH = 4096  # pixels: wider rows shrink their frames to fit
 
 
 @contextlib.contextmanager
@@ -117,16 +118,22 @@ def write_gif(path: str | Path, video: torch.Tensor, fps: float = 5, scale: int 
 def write_contact_sheet(path: str | Path, rows: list[tuple[str, torch.Tensor]], scale: int = 1) -> None:
     """Write a PNG grid with one labelled row of frames per ``(label, video [3, T, H, W])``.
 
-    Rows may differ in length and size: every frame is resized (nearest neighbour, keeping its aspect
-    ratio) to the tallest row's height, then upscaled by ``scale``. Each label is drawn in a band of
-    :data:`SHEET_LABEL_HEIGHT` pixels above its row, so the sheet is ``2 * margin + widest row`` wide and
+    Rows may differ in length and size: every frame is resized (keeping its aspect ratio) to the tallest
+    row's height times ``scale``, or less where the widest row would exceed :data:`SHEET_MAX_WIDTH`
+    pixels (frames then shrink to fit). Each label is drawn in a band of :data:`SHEET_LABEL_HEIGHT`
+    pixels above its row, so the sheet is ``2 * margin + widest row`` wide and
     ``margin + sum(label + row height + margin)`` tall.
     """
     if not rows:
         raise ValueError("a contact sheet needs at least one row")
-    height = max(video.shape[2] for _, video in rows)
-    strips = [(label, _row_images(video, height, scale)) for label, video in rows]
-    row_height = height * scale
+    source_height = max(video.shape[2] for _, video in rows)
+    row_height = source_height * scale
+    widest = max(_row_width(video, row_height) for _, video in rows)
+    if widest > SHEET_MAX_WIDTH - 2 * SHEET_MARGIN:
+        longest = max(video.shape[1] for _, video in rows)
+        room = SHEET_MAX_WIDTH - 2 * SHEET_MARGIN - SHEET_GAP * (longest - 1)
+        row_height = max(1, int(row_height * room / (widest - SHEET_GAP * (longest - 1))))
+    strips = [(label, _row_images(video, row_height)) for label, video in rows]
     widths = [sum(image.width for image in images) + SHEET_GAP * (len(images) - 1) for _, images in strips]
     sheet = Image.new(
         "RGB",
@@ -147,13 +154,25 @@ def write_contact_sheet(path: str | Path, rows: list[tuple[str, torch.Tensor]], 
         sheet.save(temporary, format="PNG")
 
 
-def _row_images(video: torch.Tensor, height: int, scale: int) -> list[Image.Image]:
-    """The frames of ``[3, T, H, W]`` as images ``height * scale`` pixels tall."""
+def _frame_width(height: int, width: int, row_height: int) -> int:
+    return max(1, round(width * row_height / height))
+
+
+def _row_width(video: torch.Tensor, row_height: int) -> int:
+    """Width of ``video``'s row at ``row_height``, gaps included."""
+    frames, height, width = video.shape[1:]
+    return frames * _frame_width(height, width, row_height) + SHEET_GAP * (frames - 1)
+
+
+def _row_images(video: torch.Tensor, row_height: int) -> list[Image.Image]:
+    """The frames of ``[3, T, H, W]`` as images ``row_height`` pixels tall: nearest neighbour when
+    enlarged (pixels stay sharp), area-averaged when shrunk."""
     images = []
     for frame in to_uint8_frames(video):
         image = Image.fromarray(frame)
-        width = max(1, round(image.width * height / image.height))
-        images.append(image.resize((width * scale, height * scale), Image.Resampling.NEAREST))
+        size = (_frame_width(image.height, image.width, row_height), row_height)
+        resample = Image.Resampling.NEAREST if row_height >= image.height else Image.Resampling.BOX
+        images.append(image.resize(size, resample))
     return images
 
 

@@ -101,7 +101,7 @@ def _target(job: Job, model_entry, config: SynthesisConfig) -> Target:
     label = resolve_class(job.label, model_entry.spec.class_names, job.model)
     if job.stimulus:
         for path in job.stimulus:
-            load_stimulus(path, model_entry.spec)
+            load_stimulus(path, model_entry.spec, config.size)
         stimulus = list(job.stimulus) if len(job.stimulus) > 1 else job.stimulus[0]
         return Target(label, stimulus, seed=job.seed)
     if not config.uses_stimulus:

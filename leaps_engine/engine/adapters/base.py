@@ -155,6 +155,15 @@ class VideoAdapter(nn.Module):
         return logits, [to_canonical(outputs[name]) for name in names]
 
 
+    @torch.no_grad()
+    def tap_shapes(self, size: tuple[int, int, int]) -> dict[str, tuple[int, int, int]]:
+        """``[C, T', N]`` of every tap when the adapter is given a video of ``size`` = (T, H, W) (resized
+        as :meth:`fit_input` does); one forward pass of a zero video at batch 1 on the adapter's device."""
+        device = next(self.parameters()).device
+        _, values = self.forward_with_taps(torch.zeros((1, 3, *size), device=device))
+        return {name: tuple(value.shape[1:]) for name, value in zip(self.taps, values, strict=True)}
+
+
 @contextlib.contextmanager
 def record_outputs(model: nn.Module, names: Sequence[str]) -> Iterator[dict[str, object]]:
     """Record the outputs of the named submodules during the forward passes run inside the block.

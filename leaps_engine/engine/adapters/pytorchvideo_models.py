@@ -11,9 +11,10 @@ Three changes make the hub models fit the engine, none touching a weight:
   Inductor cannot lower (``aten._local_scalar_dense`` in ``conv3d``), breaking the graph at every stage.
 
 Specs follow the pytorchvideo model zoo (frame length x sampling rate) and the sizes the hub builds the
-models for. The ResNet-style heads average-pool with a kernel fixed at build time and then average the
-result globally, so they take any size at least that kernel's receptive field (``min_frames`` x
-``min_size``, found by trying); at exactly ``frames`` x ``crop_size`` the pool is a plain global average.
+models for. X3D and MViT are fixed-size, as in the paper (Sec. 4.1). The other ResNet-style heads
+average-pool with a kernel fixed at build time and then average the result globally, so they take any
+size at least that kernel's receptive field (``min_frames`` x ``min_size``, found by trying); at exactly
+``frames`` x ``crop_size`` the pool is a plain global average.
 """
 
 from __future__ import annotations
@@ -119,27 +120,27 @@ def _build(
     return AdapterParts(model, taps(model), tap_format)
 
 
-# X3D: the hub builds XS/S for 160x160 and M/L for 224/312 (their training crops; PySlowFast tests them at
-# 182/182/256/356, which these models also accept). No temporal stride: the head kernel spans all frames.
-@register_adapter(family="pytorchvideo", spec=_spec(4, 12, 160, 4, 129), pretrained=KINETICS400)
+# X3D: the hub builds XS/S for 160x160 and M/L for 224/312, their training crops. Fixed size, as the paper
+# treats X3D (Sec. 4.1: x* is interpolated to the model's input): frames and crop of the Kinetics recipe.
+@register_adapter(family="pytorchvideo", spec=_spec(4, 12, 160, 4, 160, fixed_size=True), pretrained=KINETICS400)
 def x3d_xs(weights: str) -> AdapterParts:
     """X3D-XS 4x12 (Feichtenhofer 2020), 160x160 input; Kinetics-400 top-1 69.1%."""
     return _build("x3d_xs", weights, hub.x3d_xs, _x3d_taps, "cthw")
 
 
-@register_adapter(family="pytorchvideo", spec=_spec(13, 6, 160, 13, 129), pretrained=KINETICS400)
+@register_adapter(family="pytorchvideo", spec=_spec(13, 6, 160, 13, 160, fixed_size=True), pretrained=KINETICS400)
 def x3d_s(weights: str) -> AdapterParts:
     """X3D-S 13x6 (Feichtenhofer 2020), 160x160 input; Kinetics-400 top-1 73.3%."""
     return _build("x3d_s", weights, hub.x3d_s, _x3d_taps, "cthw")
 
 
-@register_adapter(family="pytorchvideo", spec=_spec(16, 5, 224, 16, 193), pretrained=KINETICS400)
+@register_adapter(family="pytorchvideo", spec=_spec(16, 5, 224, 16, 224, fixed_size=True), pretrained=KINETICS400)
 def x3d_m(weights: str) -> AdapterParts:
     """X3D-M 16x5 (Feichtenhofer 2020), 224x224 input; Kinetics-400 top-1 75.9%."""
     return _build("x3d_m", weights, hub.x3d_m, _x3d_taps, "cthw")
 
 
-@register_adapter(family="pytorchvideo", spec=_spec(16, 5, 312, 16, 289), pretrained=KINETICS400)
+@register_adapter(family="pytorchvideo", spec=_spec(16, 5, 312, 16, 312, fixed_size=True), pretrained=KINETICS400)
 def x3d_l(weights: str) -> AdapterParts:
     """X3D-L 16x5 (Feichtenhofer 2020), 312x312 input; Kinetics-400 top-1 77.4%."""
     return _build("x3d_l", weights, hub.x3d_l, _x3d_taps, "cthw")

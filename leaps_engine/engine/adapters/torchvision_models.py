@@ -84,8 +84,8 @@ _S3D = video.S3D_Weights.KINETICS400_V1
 # embeddings (v1) and pooled relative positions (v2) are sized for 16x224x224, so the size is fixed.
 _MVIT_V1_B = video.MViT_V1_B_Weights.KINETICS400_V1
 _MVIT_V2_S = video.MViT_V2_S_Weights.KINETICS400_V1
-# Video Swin (ported, 32x2 recipe): `frame_rate=15, clip_len=32` -> 32 frames, rate 2; windows pad and
-# shrink, so any size works.
+# Video Swin (ported, 32x2 recipe): `frame_rate=15, clip_len=32` -> 32 frames, rate 2. Its windows pad and
+# shrink, so it would run at any size, but the paper treats it as fixed-size (Sec. 4.1), and so does this.
 _SWIN3D_T = video.Swin3D_T_Weights.KINETICS400_V1
 _SWIN3D_S = video.Swin3D_S_Weights.KINETICS400_V1
 _SWIN3D_B = video.Swin3D_B_Weights.KINETICS400_V1
@@ -127,19 +127,19 @@ def mvit_v2_s(weights: str) -> AdapterParts:
     return _build("mvit_v2_s", weights, video.mvit_v2_s, _MVIT_V2_S, _mvit_taps, "tokens")
 
 
-@register_adapter(family="torchvision", spec=_spec(_SWIN3D_T, 32, 2), pretrained=KINETICS400)
+@register_adapter(family="torchvision", spec=_spec(_SWIN3D_T, 32, 2, fixed_size=True), pretrained=KINETICS400)
 def swin3d_t(weights: str) -> AdapterParts:
     """Swin3D-T: Video Swin Transformer tiny (Liu et al. 2022), 224x224 input; Kinetics-400 top-1 77.7%."""
     return _build("swin3d_t", weights, video.swin3d_t, _SWIN3D_T, _swin_taps, "thwc")
 
 
-@register_adapter(family="torchvision", spec=_spec(_SWIN3D_S, 32, 2), pretrained=KINETICS400)
+@register_adapter(family="torchvision", spec=_spec(_SWIN3D_S, 32, 2, fixed_size=True), pretrained=KINETICS400)
 def swin3d_s(weights: str) -> AdapterParts:
     """Swin3D-S: Video Swin Transformer small (Liu et al. 2022), 224x224 input; Kinetics-400 top-1 79.5%."""
     return _build("swin3d_s", weights, video.swin3d_s, _SWIN3D_S, _swin_taps, "thwc")
 
 
-@register_adapter(family="torchvision", spec=_spec(_SWIN3D_B, 32, 2), pretrained=KINETICS400)
+@register_adapter(family="torchvision", spec=_spec(_SWIN3D_B, 32, 2, fixed_size=True), pretrained=KINETICS400)
 def swin3d_b(weights: str) -> AdapterParts:
     """Swin3D-B: Video Swin Transformer base (Liu et al. 2022), 224x224 input; Kinetics-400 top-1 79.4%."""
     return _build("swin3d_b", weights, video.swin3d_b, _SWIN3D_B, _swin_taps, "thwc")
