@@ -27,6 +27,7 @@ import click
 import torch
 from tqdm import tqdm
 
+from leaps_engine._io import is_junk, read_text
 from leaps_engine.engine import metrics, video_io
 from leaps_engine.engine.adapters import create_adapter, get_adapter_entry
 from leaps_engine.export.backends import FORWARD_BACKENDS, ForwardBackend, create_forward_backend
@@ -118,7 +119,8 @@ def _expand(path: Path, allow_manifest: bool) -> list[Path]:
     if not path.exists():
         raise LeapsError(f"path not found: {path}")
     if path.is_dir():
-        results = sorted(path.rglob(RESULT_FILE))
+        results = sorted(result for result in path.rglob(RESULT_FILE)  # not in hidden (e.g. unfinished) folders
+                         if not any(is_junk(Path(part)) for part in result.relative_to(path).parts[:-1]))
         if not results:
             raise LeapsError(f"no {RESULT_FILE} found under {path}")
         return results
@@ -130,8 +132,8 @@ def _expand(path: Path, allow_manifest: bool) -> list[Path]:
 
 
 def _read_manifest(path: Path) -> list[Path]:
+    text = read_text(path, "manifest")
     try:
-        text = path.read_text()
         if path.suffix.lower() == ".json":
             entries = json.loads(text)
             if not isinstance(entries, list) or not all(isinstance(entry, str) for entry in entries):
@@ -139,7 +141,7 @@ def _read_manifest(path: Path) -> list[Path]:
         else:
             entries = [line.strip() for line in text.splitlines()]
             entries = [entry for entry in entries if entry and not entry.startswith("#")]
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+    except json.JSONDecodeError as error:
         raise LeapsError(f"cannot read manifest {path}: {one_line(error)}") from None
     if not entries:
         raise LeapsError(f"manifest {path} lists no paths")
@@ -148,8 +150,8 @@ def _read_manifest(path: Path) -> list[Path]:
 
 def _load_run(path: Path) -> Run:
     try:
-        summary = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        summary = json.loads(read_text(path, "result file"))
+    except json.JSONDecodeError as error:
         raise LeapsError(f"cannot read {path}: {one_line(error)}") from None
     problem = _result_problem(summary)
     if problem:

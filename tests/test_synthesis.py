@@ -1,5 +1,9 @@
 """The synthesis loop on the embedded models: it optimises, it is reproducible, batching changes nothing."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -135,3 +139,28 @@ def test_leaps_without_a_stimulus_and_baseline_ablations_are_user_errors(model, 
         synthesize(model, [Target(0)], verifier=verifier, config=_config(steps=1))
     with pytest.raises(LeapsError, match="does not apply to am"):
         _config(method="am", objective="prim")
+
+
+MEMORY_SCRIPT = """
+import resource, sys
+from leaps_engine import SynthesisConfig, Target, create_adapter, synthesize
+from leaps_engine.engine.embedded.generator import generate_stimulus
+model, verifier = create_adapter("embedded"), create_adapter("embedded_verifier")
+config = SynthesisConfig.from_preset("embedded", steps=int(sys.argv[1]))
+synthesize(model, [Target(0, generate_stimulus(0, seed=0))], verifier=verifier, config=config)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # KiB on Linux
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="ru_maxrss is in KiB on Linux")
+def test_peak_memory_does_not_grow_with_the_step_count():
+    """Nothing is kept per step: the history is allocated once for the run (each step used to leave
+    tensors behind, about 60 KB a step with the allocator's fragmentation)."""
+    def peak_kib(steps: int) -> int:
+        result = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, str(steps)], capture_output=True, text=True,
+                                timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        assert result.returncode == 0, result.stderr[-2000:]
+        return int(result.stdout.split()[-1])
+
+    short, long = peak_kib(150), peak_kib(600)
+    assert long - short < 8 * 1024, (short, long)

@@ -73,6 +73,23 @@ def test_gif_has_all_frames_and_loops(tmp_path):
         assert gif.info["duration"] == 250
 
 
+@pytest.mark.parametrize(("frames", "fps"), [(8, 60), (30, 60), (16, 30), (24, 24), (5, 120), (1, 60)])
+def test_gif_lasts_as_long_as_the_mp4_with_playable_delays(tmp_path, frames, fps):
+    """GIF delays are whole centiseconds and browsers play 1 cs as 10 cs: frames are dropped evenly
+    instead, and the total stays within a frame of frames / fps."""
+    path = tmp_path / "out.gif"
+    video = torch.rand(3, frames, 8, 8, generator=torch.Generator().manual_seed(frames))  # no two frames alike
+    write_gif(path, video, fps=fps)
+    with Image.open(path) as gif:
+        delays = []
+        for index in range(gif.n_frames):
+            gif.seek(index)
+            delays.append(gif.info["duration"])
+    assert min(delays) >= 20  # milliseconds: 2 cs
+    assert abs(sum(delays) - 1000 * frames / fps) <= max(1000 / fps, 20)
+    assert len(delays) == (frames if 100 / fps >= 2 else max(1, round(100 * frames / fps) // 2))
+
+
 def test_contact_sheet_rows_of_different_lengths_and_sizes(tmp_path):
     path = tmp_path / "sheet.png"
     stimulus, synthesized = smooth_video(8, 64, 48), smooth_video(5, 32, 32)

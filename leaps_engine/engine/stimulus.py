@@ -33,6 +33,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.nn import functional as F
 
+from leaps_engine._io import visible_entries
 from leaps_engine.engine.adapters.base import InputSpec
 from leaps_engine.engine.video_io import pyav
 
@@ -84,8 +85,14 @@ def expand_stimulus(source: str | Path) -> list[Path]:
     path = Path(source)
     if not path.is_dir():
         return [path]
-    clips = sorted(p for p in path.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS + TENSOR_EXTENSIONS)
-    return clips or [path]
+    entries = [p for p in visible_entries(path) if p.is_file()]
+    clips = [p for p in entries if p.suffix.lower() in VIDEO_EXTENSIONS + TENSOR_EXTENSIONS]
+    if clips:
+        return clips
+    if any(p.suffix.lower() in IMAGE_EXTENSIONS for p in entries):
+        return [path]
+    raise LeapsError(f"folder {path} holds no video, tensor or frame image "
+                     "(hidden files and operating-system files such as ._* and Thumbs.db are skipped)")
 
 
 def read_video_frames(path: str | Path) -> tuple[torch.Tensor, float]:
@@ -195,9 +202,10 @@ def _natural_key(path: Path) -> list:
 
 
 def _image_files(folder: Path) -> list[Path]:
-    files = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
+    files = [p for p in visible_entries(folder) if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
     if not files:
-        raise LeapsError(f"no frame images ({', '.join(IMAGE_EXTENSIONS)}) in folder {folder}")
+        raise LeapsError(f"no frame images ({', '.join(IMAGE_EXTENSIONS)}) in folder {folder} "
+                         "(hidden files and operating-system files such as ._* and Thumbs.db are skipped)")
     return sorted(files, key=_natural_key)
 
 

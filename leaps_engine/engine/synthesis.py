@@ -175,7 +175,9 @@ def synthesize(
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.steps, eta_min=0.0)
     scaler = torch.amp.GradScaler(device.type, enabled=resolve_dtype(acceleration, device) == torch.float16)
     augment_generators = [torch.Generator().manual_seed(seed) for seed in seeds]
-    history = {term: [] for term in (*LOSS_TERMS, "target_prob")}
+    # The whole run's history, allocated once on the device: nothing is kept per step, so memory does not
+    # grow with the step count, and rows are written without a host sync.
+    history = {term: torch.zeros((config.steps, len(targets)), device=device) for term in (*LOSS_TERMS, "target_prob")}
     timing = {}
 
     with LeapsObjective(model, verifier, config, stimulus_means, target_tensor, acceleration) as objective:
@@ -192,15 +194,15 @@ def synthesize(
             with torch.no_grad():
                 video.clamp_(low, high)
             target_probs = logits.detach().float().softmax(-1).gather(1, target_tensor[:, None])[:, 0]
-            detached = {term: value.detach() for term, value in losses.items()}
-            if acceleration.cuda_graphs:  # the next replay overwrites the graph's output buffers
-                detached = {term: value.clone() for term, value in detached.items()}
-            for term, value in (*detached.items(), ("target_prob", target_probs)):
-                history[term].append(value)  # kept on the device: no host sync per step
+            with torch.no_grad():  # copies: the next CUDA-graph replay may overwrite the step's outputs
+                for term, value in (*losses.items(), ("target_prob", target_probs)):
+                    history[term][step - 1] = value
             if step == 1:
                 timing["first_step_s"] = seconds_since(started, device)
                 started = time.perf_counter()
-            state = StepState(step, config.steps, detached, target_probs, video, model.spec.denormalize)
+            recorded = {term: history[term][step - 1] for term in LOSS_TERMS}
+            state = StepState(step, config.steps, recorded, history["target_prob"][step - 1], video,
+                              model.spec.denormalize)
             for callback in callbacks:
                 callback(state)
         if config.steps > 1:
@@ -211,7 +213,7 @@ def synthesize(
     return SynthesisResult(
         videos=model.spec.denormalize(final).clamp(0, 1).cpu(),
         stimuli=[group[0] if group else None for group in stimulus_pixels],
-        history={term: torch.stack(values).cpu() for term, values in history.items()},
+        history={term: values.cpu() for term, values in history.items()},
         scores=score_videos(model, verifier, final, class_indices),
         seeds=seeds,
         config=config,

@@ -26,6 +26,7 @@ SHEET_MARGIN = 4  # pixels around the sheet and between rows
 SHEET_GAP = 2  # pixels between frames of a row
 SHEET_LABEL_HEIGHT = 16  # pixels of the label band above each row
 SHEET_MAX_WIDTH = 4096  # pixels: wider rows shrink their frames to fit
+GIF_MIN_DELAY_CS = 2  # browsers play GIF delays of 0 or 1 centisecond as 10
 
 
 @contextlib.contextmanager
@@ -104,15 +105,35 @@ def write_mp4(path: str | Path, video: torch.Tensor, fps: float = 5, scale: int 
 
 
 def write_gif(path: str | Path, video: torch.Tensor, fps: float = 5, scale: int = 1) -> None:
-    """Write ``[3, T, H, W]`` in [0, 1] as an animated GIF that loops forever.
+    """Write ``[3, T, H, W]`` in [0, 1] as an animated GIF that loops forever and lasts as long as the
+    video at ``fps`` (``T / fps`` seconds, to within one frame).
 
+    GIF delays are whole centiseconds, and browsers play a delay of 1 cs or less as 10 cs, so no delay is
+    under :data:`GIF_MIN_DELAY_CS`: above 50 fps frames are dropped evenly (see :func:`gif_timing`).
     Pillow merges consecutive identical frames into one longer frame, so the timing is kept.
     """
-    images = [Image.fromarray(frame) for frame in to_uint8_frames(video, scale)]
+    frames = to_uint8_frames(video, scale)
+    indices, delays_cs = gif_timing(len(frames), fps)
+    images = [Image.fromarray(frames[index]) for index in indices]
     with atomic_path(path) as temporary:
-        images[0].save(
-            temporary, format="GIF", save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0
-        )
+        images[0].save(temporary, format="GIF", save_all=True, append_images=images[1:],
+                       duration=[10 * delay for delay in delays_cs], loop=0)
+
+
+def gif_timing(frames: int, fps: float) -> tuple[list[int], list[int]]:
+    """Which of ``frames`` frames a GIF shows and each one's delay in centiseconds.
+
+    The total is ``round(100 * frames / fps)`` cs (at least the minimum delay), split into delays of at
+    least :data:`GIF_MIN_DELAY_CS` whose running sums follow the video's clock; when the video's frames
+    are shorter than that, evenly spaced frames are kept (frame ``k`` of ``n`` shows ``floor(k * frames / n)``).
+    """
+    if frames < 1 or fps <= 0:
+        raise ValueError(f"need at least one frame and fps > 0, got {frames} frames at {fps} fps")
+    total_cs = max(GIF_MIN_DELAY_CS, round(100 * frames / fps))
+    shown = max(1, min(frames, total_cs // GIF_MIN_DELAY_CS))
+    indices = [k * frames // shown for k in range(shown)]
+    edges = [round(k * total_cs / shown) for k in range(shown + 1)]
+    return indices, [edges[k + 1] - edges[k] for k in range(shown)]
 
 
 def write_contact_sheet(path: str | Path, rows: list[tuple[str, torch.Tensor]], scale: int = 1) -> None:

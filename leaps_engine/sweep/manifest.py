@@ -26,6 +26,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from leaps_engine._io import read_text, visible_entries
 from leaps_engine.errors import LeapsError
 
 MANIFEST_SUFFIXES = (".csv", ".jsonl")
@@ -90,12 +91,7 @@ def read_manifest(path: str | Path) -> list[Job]:
     path = Path(path)
     if path.suffix.lower() not in MANIFEST_SUFFIXES:
         raise LeapsError(f"{path}: a manifest is a .csv or .jsonl file")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise LeapsError(f"manifest {path} cannot be read ({error.strerror or error})") from None
-    except UnicodeDecodeError:
-        raise LeapsError(f"manifest {path} is not UTF-8 text") from None
+    text = read_text(path, "manifest")
     rows = _csv_rows(text, path) if path.suffix.lower() == ".csv" else _jsonl_rows(text, path)
     try:
         jobs = [_job_from_row(row, path, line) for line, row in rows]
@@ -151,19 +147,16 @@ def _labelled_stimuli(root: Path) -> list[tuple[Path, str]]:
 
     clip_suffixes = VIDEO_EXTENSIONS + TENSOR_EXTENSIONS
     pairs = []
-    for class_dir in sorted(p for p in root.iterdir() if p.is_dir()):
-        for entry in sorted(class_dir.iterdir()):
-            is_frames = entry.is_dir() and any(p.suffix.lower() in IMAGE_EXTENSIONS for p in entry.iterdir())
-            if is_frames or entry.suffix.lower() in clip_suffixes:
+    for class_dir in (p for p in visible_entries(root) if p.is_dir()):
+        for entry in visible_entries(class_dir):
+            is_frames = entry.is_dir() and any(p.suffix.lower() in IMAGE_EXTENSIONS for p in visible_entries(entry))
+            if is_frames or (entry.is_file() and entry.suffix.lower() in clip_suffixes):
                 pairs.append((entry.resolve(), class_dir.name))
     return pairs
 
 
 def _labels_from_csv(path: Path) -> list[tuple[Path, str]]:
-    try:
-        rows = list(csv.DictReader(path.read_text().splitlines()))
-    except OSError as error:
-        raise LeapsError(f"labels file {path} cannot be read ({error.strerror or error})") from None
+    rows = list(csv.DictReader(read_text(path, "labels file").splitlines()))
     if not rows or not {"path", "class"} <= set(rows[0]):
         raise LeapsError(f"labels file {path} needs the columns path and class")
     return [((path.parent / row["path"]).resolve(), row["class"]) for row in rows]
