@@ -15,8 +15,10 @@ go through the same adapter path (a fixed-size model resizes both to its input):
 * Space: each frame is resized (bilinear, antialiased) so that it covers ``H`` x ``W`` (its shorter side,
   relative to the target, fits), then centre-cropped to ``H`` x ``W``.
 
-Only the sampled frames are converted (videos are decoded twice: once to count, once to keep), and only
-the sampled images of a folder are read. Every problem with the input raises :class:`LeapsError`.
+Frames are taken as a player shows them: a video's display rotation (phones' "rotate 90") and sample
+aspect ratio are applied, and so is an image's EXIF orientation. Only the sampled frames are converted
+(videos are decoded twice: once to count, once to keep), and only the sampled images of a folder are
+read. Every problem with the input raises :class:`LeapsError`.
 """
 
 from __future__ import annotations
@@ -25,12 +27,13 @@ import pickle
 import re
 import warnings
 from collections.abc import Iterator, Sequence
+from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.nn import functional as F
 
 from leaps_engine._io import visible_entries
@@ -210,10 +213,10 @@ def _image_files(folder: Path) -> list[Path]:
 
 
 def _read_image(path: Path) -> torch.Tensor:
-    """An image file as uint8 ``[3, H, W]`` RGB."""
+    """An image file as uint8 ``[3, H, W]`` RGB, turned as its EXIF orientation says (as viewers show it)."""
     try:
         with Image.open(path) as image:
-            pixels = np.asarray(image.convert("RGB"))
+            pixels = np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
         raise LeapsError(f"cannot read image {path}: {one_line(error)}") from None
     return torch.from_numpy(pixels.copy()).permute(2, 0, 1)
@@ -222,8 +225,9 @@ def _read_image(path: Path) -> torch.Tensor:
 # --- video files -------------------------------------------------------------------------------------------
 
 
-def _decoded_frames(path: Path) -> Iterator[av.VideoFrame]:
-    """Decode the first video stream of ``path``, turning PyAV errors into :class:`LeapsError`."""
+def _decoded_frames(path: Path) -> Iterator[tuple[av.VideoFrame, Fraction]]:
+    """Decode the first video stream of ``path``: each frame with the stream's sample aspect ratio (1 where
+    unset); PyAV errors become :class:`LeapsError`."""
     av = pyav()
     try:
         with av.open(str(path)) as container:
@@ -231,15 +235,25 @@ def _decoded_frames(path: Path) -> Iterator[av.VideoFrame]:
                 raise LeapsError(f"no video stream in {path}")
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
-            yield from container.decode(stream)
+            aspect = stream.sample_aspect_ratio
+            aspect = Fraction(aspect) if aspect and aspect > 0 else Fraction(1)
+            for frame in container.decode(stream):
+                yield frame, aspect
     except av.error.FFmpegError as error:
         raise LeapsError(f"cannot decode video {path}: {one_line(error)}") from None
 
 
-def _rgb(frame: av.VideoFrame, size: tuple[int, int] | None = None) -> np.ndarray:
-    """A decoded frame as uint8 ``[H, W, 3]`` RGB, at ``size`` = (width, height) if given."""
-    width, height = size or (frame.width, frame.height)
-    return frame.reformat(width=width, height=height, format="rgb24").to_ndarray()
+def _rgb(decoded: tuple[av.VideoFrame, Fraction], size: tuple[int, int] | None = None) -> np.ndarray:
+    """A decoded frame as a player displays it: uint8 ``[H, W, 3]`` RGB with square pixels (the width scaled
+    by the sample aspect ratio) turned by the stream's display matrix (a phone's "rotate 90"), at
+    ``size`` = (width, height) of the displayed frame if given. Mirrored display matrices are not undone."""
+    frame, aspect = decoded
+    quarter_turns = round(frame.rotation / 90) % 4  # PyAV: degrees counterclockwise
+    width, height = size if size else (max(1, round(frame.width * aspect)), frame.height)
+    if size and quarter_turns % 2:  # size is the turned frame's
+        width, height = height, width
+    pixels = frame.reformat(width=width, height=height, format="rgb24").to_ndarray()
+    return np.ascontiguousarray(np.rot90(pixels, k=quarter_turns)) if quarter_turns else pixels
 
 
 def _video_fps(path: Path) -> float:
