@@ -59,7 +59,43 @@ def _parse_snapshots(value: str | None) -> list[int]:
     return steps
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def _threads_option(command):
+    """``--threads N``: torch's CPU threads for the command, set before it starts (default: torch's own choice)."""
+
+    def set_threads(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
+        if value is not None:
+            import torch
+
+            torch.set_num_threads(value)
+        return value
+
+    return click.option(
+        "--threads", type=click.IntRange(min=1), default=None, expose_value=False, callback=set_threads,
+        help="CPU threads torch uses (default: torch's choice, one per core). Results depend on it (float sums "
+             "in another order): the same seed gives the same video for the same thread count. On a shared or "
+             "busy CPU, 1 or the cores that are free can be many times faster.")(command)
+
+
+class _Commands(click.Group):
+    """The command group; a usage error (an unknown option, a value out of range) is one ``error:`` line
+    with exit status 2, like every other bad input, instead of click's three-line usage message."""
+
+    def main(self, *args: object, **kwargs: object) -> object:
+        kwargs["standalone_mode"] = False
+        try:
+            return super().main(*args, **kwargs)
+        except click.exceptions.NoArgsIsHelpError as error:
+            click.echo(error.ctx.get_help())
+            sys.exit(0)
+        except click.ClickException as error:
+            click.echo(f"error: {error.format_message()}", err=True)
+            sys.exit(error.exit_code)
+        except click.exceptions.Abort:
+            click.echo("error: interrupted", err=True)
+            sys.exit(130)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="leaps-engine")
 def main() -> None:
     """Synthesize videos that show what a video classifier has learned (LEAPS, ICCV 2023)."""
@@ -113,6 +149,7 @@ def main() -> None:
 @click.option("--forward-backend", type=click.Choice(["torch", "onnxruntime", "tensorrt"]), default="torch",
               show_default=True, help="Backend of the forward-only pass over the stimuli (their priming features): torch, or an ONNX "
                    "export run by onnxruntime or tensorrt (float16 on CUDA), checked against torch on first use.")
+@_threads_option
 def synthesize(**options: object) -> None:
     """Synthesize one video per target class by inverting a model primed with a stimulus.
 
@@ -154,6 +191,7 @@ def synthesize(**options: object) -> None:
                    "preset's; 'preset' always the preset's; 'none' drops R_feat.")
 @click.option("--format", "output_format", type=click.Choice(["md", "csv", "json"]), default="md", show_default=True)
 @click.option("--out", default=None, type=click.Path(), help="Also write the table to this file.")
+@_threads_option
 def bench(**options: object) -> None:
     """Time forward, backprop and whole steps of the synthesis loop (the paper's Table 4), per backend.
 
@@ -193,6 +231,7 @@ def bench(**options: object) -> None:
 @click.option("--r", "r", type=float, multiple=True, help="Grid values of r (default 1e-3 ... 1e-2).")
 @click.option("--out", "out_dir", type=click.Path(), default="leaps-tune", show_default=True,
               help="Folder for tune.json and tune.md.")
+@_threads_option
 def tune(**options: object) -> None:
     """Grid-search lambda_1, lambda_L and r (paper Supp. S2), scoring each setting on the verifier.
 
@@ -224,6 +263,7 @@ def tune(**options: object) -> None:
 @click.option("--max-batch", type=click.IntRange(min=2), default=64, show_default=True,
               help="Largest batch the graph accepts (the batch is dynamic from 1).")
 @click.option("--opset", type=click.IntRange(min=18), default=20, show_default=True, help="ONNX opset.")
+@_threads_option
 def export(**options: object) -> None:
     """Export MODEL (default: the embedded model) as one static graph per size with a dynamic batch.
 
@@ -259,6 +299,7 @@ def export(**options: object) -> None:
 @click.option("--group-by", default="model,method,objective,distance,priming_layers,verifier", metavar="KEYS",
               help="Comma-separated result.json keys to group runs by: model, verifier or any config field "
                    "(default: model, method, objective, distance, priming_layers, verifier).")
+@_threads_option
 def evaluate(**options: object) -> None:
     """Score the videos of result folders and compare settings (accuracy, Inception Score, frame PSNR/SSIM).
 
@@ -398,9 +439,10 @@ def sweep_plan(stimuli_root: str, out: str, models: tuple[str, ...], seeds: tupl
               help="Run batches as Ray tasks on this cluster ('local' starts one here); default: in this process.")
 @click.option("--gpus-per-task", type=float, default=0.0, show_default=True,
               help="GPUs each Ray task reserves (1 on a GPU cluster: each batch runs on its own GPU as cuda).")
-@click.option("--cpus-per-task", type=int, default=1, show_default=True,
-              help="CPUs (and torch threads) each Ray task reserves.")
+@click.option("--cpus-per-task", type=int, default=None,
+              help="CPUs each Ray task reserves (default: the sweep's thread count, --threads).")
 @click.option("--local-cpus", type=int, default=None, help="CPUs of the cluster that --ray-address local starts.")
+@_threads_option
 def sweep_run(**options: object) -> None:
     """Run every unfinished job of MANIFEST; rerun the same command to resume or retry.
 
@@ -424,6 +466,7 @@ def sweep_run(**options: object) -> None:
 @click.option("--out", default=None, type=click.Path(), help="Also write the table to this file.")
 @click.option("--group-by", default=None, metavar="KEYS",
               help="Comma-separated result.json keys (default: model,method,objective).")
+@_threads_option
 def sweep_report(**options: object) -> None:
     """The quality table (as `evaluate` prints it) over every finished job of the sweep in DIR."""
     from leaps_engine.cli_sweep import run_report

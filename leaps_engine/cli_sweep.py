@@ -45,10 +45,18 @@ def run_plan(*, stimuli_root: str, models: tuple[str, ...], seeds: tuple[int, ..
 
 
 def run_sweep_command(*, manifest: str, out_dir: str, batch_size: int, max_attempts: int, device: str,
-                      ray_address: str | None, gpus_per_task: float, cpus_per_task: int,
+                      ray_address: str | None, gpus_per_task: float, cpus_per_task: int | None,
                       local_cpus: int | None) -> bool:
-    """Run ``leaps-engine sweep run``; returns whether every job of the manifest is finished."""
+    """Run ``leaps-engine sweep run``; returns whether every job of the manifest is finished.
+
+    Every executor runs the jobs with this process's torch thread count (``--threads``), so a job gives
+    the same video in this process and on Ray.
+    """
+    import torch
+
     from leaps_engine.cli_synthesize import check_device, prepare_out_dir
+
+    threads = torch.get_num_threads()
 
     jobs = read_manifest(manifest)
     out = Path(out_dir)
@@ -60,8 +68,10 @@ def run_sweep_command(*, manifest: str, out_dir: str, batch_size: int, max_attem
     else:
         from leaps_engine.sweep.ray_executor import ray_executor
 
-        executor = ray_executor(ray_address, gpus_per_task, cpus_per_task, local_cpus)
+        cpus_per_task = threads if cpus_per_task is None else cpus_per_task
+        executor = ray_executor(ray_address, gpus_per_task, cpus_per_task, local_cpus, threads)
         where = f"on Ray ({ray_address}), {gpus_per_task:g} GPU / {cpus_per_task} CPU per task"
+    where += f", {threads} torch thread(s) per job"
     click.echo(f"{len(jobs)} jobs: {len(plan.finished)} finished earlier, {len(plan.given_up)} given up after "
                f"{max_attempts} failures, {plan.to_run} to run in {len(plan.batches)} batches {where}")
     progress = _SweepProgress(plan.to_run)

@@ -284,6 +284,7 @@ def run_summary(model: VideoAdapter, model_weights: str, verifier: VideoAdapter 
         "priming_taps": result.taps,
         "coherence_tap": result.coherence_tap,
         "device": str(device),
+        "threads": torch.get_num_threads(),
         "synthesis_seconds": round(seconds, 3),
         "versions": _versions(),
         "clips": clips,

@@ -189,3 +189,29 @@ def test_baseline_run_writes_no_stimulus_and_records_its_method(tmp_path):
     clip = summary["clips"][0]
     assert clip["stimulus"] is None and "stimulus_tensor" not in clip
     assert (out / clip["contact_sheet"]).stat().st_size > 0
+
+
+def test_threads_are_set_recorded_and_give_reproducible_videos(tmp_path):
+    """Same seed and thread count: the same video, whatever else runs on the machine (each run in its own
+    process, as a user runs them); result.json says how many threads produced it."""
+    videos = []
+    for name in ("first", "second"):
+        out = tmp_path / name
+        command = [sys.executable, "-m", "leaps_engine", "synthesize", "--steps", "5", "--threads", "1", "--out", str(out)]
+        finished = subprocess.run(command, capture_output=True, text=True, timeout=300)
+        assert finished.returncode == 0, finished.stderr[-2000:]
+        summary = json.loads((out / "result.json").read_text())
+        assert summary["threads"] == 1
+        videos.append(torch.load(out / summary["clips"][0]["tensor"], weights_only=True))
+    assert torch.equal(*videos)
+    result = run_cli("synthesize", "--threads", 0, "--out", tmp_path / "bad")
+    assert result.exit_code == 2 and "--threads" in result.output and not (tmp_path / "bad").exists()
+
+
+@pytest.mark.parametrize("args", [["synthesize", "--distance", "manhattan"], ["synthesize", "--no-such-option"],
+                                  ["no-such-command"], ["bench", "--batch", "two"]])
+def test_usage_errors_are_one_error_line_too(args):
+    result = run_cli(*args)
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ")

@@ -1,8 +1,9 @@
 """Running sweep batches as Ray tasks (``pip install "leaps-engine[distributed]"``).
 
 Each batch is one task that reserves ``gpus_per_task`` GPUs (Ray sets ``CUDA_VISIBLE_DEVICES`` so the
-task sees only its own, as ``cuda``) or ``cpus_per_task`` CPUs, and writes its jobs' result folders
-itself, so the output folder must be on storage every node shares. Ray is imported only here.
+task sees only its own, as ``cuda``) and ``cpus_per_task`` CPUs, runs torch with the sweep's thread count
+(Ray would give it one), and writes its jobs' result folders itself, so the output folder must be on
+storage every node shares. Ray is imported only here.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from leaps_engine.sweep.manifest import Job
 from leaps_engine.sweep.runner import Executor
 
 
-def ray_executor(address: str, gpus_per_task: float, cpus_per_task: int, local_cpus: int | None) -> Executor:
+def ray_executor(
+    address: str, gpus_per_task: float, cpus_per_task: int, local_cpus: int | None, threads: int
+) -> Executor:
     """An executor on the Ray cluster at ``address`` (``auto``, ``HOST:PORT``), or on a new local cluster
-    (``local``, with ``local_cpus`` CPUs, default all)."""
+    (``local``, with ``local_cpus`` CPUs, default all); each task runs torch with ``threads`` threads."""
     try:
         import ray
     except ImportError:
@@ -33,7 +36,7 @@ def ray_executor(address: str, gpus_per_task: float, cpus_per_task: int, local_c
             _check_resources(ray, gpus_per_task, cpus_per_task)
             task = ray.remote(num_gpus=gpus_per_task, num_cpus=cpus_per_task, max_retries=0)(_ray_batch)
             device = "cuda" if gpus_per_task > 0 else "cpu"
-            pending = {task.remote(batch, str(out.resolve()), device, cpus_per_task): batch
+            pending = {task.remote(batch, str(out.resolve()), device, threads): batch
                        for batch in batches}
             while pending:
                 (ready,), _ = ray.wait(list(pending), num_returns=1)
