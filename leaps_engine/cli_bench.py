@@ -13,18 +13,20 @@ import json
 import platform
 import shlex
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, fields
 from importlib import metadata
 from pathlib import Path
 
 import click
 import torch
-from tqdm import tqdm
 
+from leaps_engine.cli_progress import LazyBar
 from leaps_engine.config import Acceleration
 from leaps_engine.engine import video_io
 from leaps_engine.engine.adapters import VideoAdapter, create_adapter, get_adapter_entry
 from leaps_engine.engine.latency import (
+    COMPILED_BACKENDS,
     BenchRow,
     backend_problem,
     bench_verifier,
@@ -53,7 +55,7 @@ def run_bench(
     problems = {kind: forward_problem(kind, device, lean_dtype) for kind in forward_backends}
     forward_measured = [kind for kind, problem in problems.items() if problem is None]
     total = len(models) * len(sizes) * (len(measured) * (warmup + iters) + len(forward_measured) * (max(1, warmup) + iters))
-    progress = tqdm(total=total, desc="benchmarking", unit="iter", dynamic_ncols=True, file=sys.stderr)
+    progress = LazyBar(total=total, desc="benchmarking", unit="iter")
     rows = []
     try:
         for name in models:
@@ -66,7 +68,7 @@ def run_bench(
                 for backend in backends:
                     progress.set_postfix(model=name, size="x".join(map(str, size)), backend=backend)
                     row = measure_latency(model, verifier, size, batch, backend, lean_dtype, iters, warmup,
-                                          on_iteration=lambda: progress.update(1))
+                                          on_iteration=_phases(progress, warmup, backend in COMPILED_BACKENDS))
                     rows.append(_BenchLine(row, _model_input(model, size), verifier))
                 for kind in forward_backends:
                     progress.set_postfix(model=name, size="x".join(map(str, size)), backend=kind)
@@ -81,6 +83,23 @@ def run_bench(
             Path(tmp).write_text(text)
         click.echo(f"wrote {out}", err=True)
     click.echo(text, nl=False)
+
+
+def _phases(progress: LazyBar, warmup: int, compiles: bool) -> Callable[[], None]:
+    """An ``on_iteration`` that counts iterations and says in the bar which phase runs: warm-up (with a
+    compilation first, which can take minutes), then timing."""
+    done = 0
+    progress.describe("benchmarking: warm-up" + (", compiling first (can take minutes)" if compiles else "")
+                      if warmup else "benchmarking")
+
+    def on_iteration() -> None:
+        nonlocal done
+        done += 1
+        progress.update(1)
+        if done == warmup:
+            progress.describe("benchmarking")
+
+    return on_iteration
 
 
 class _BenchLine:

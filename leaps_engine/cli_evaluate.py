@@ -25,9 +25,9 @@ from pathlib import Path
 
 import click
 import torch
-from tqdm import tqdm
 
 from leaps_engine._io import is_junk, read_text
+from leaps_engine.cli_progress import LazyBar
 from leaps_engine.engine import metrics, video_io
 from leaps_engine.engine.adapters import create_adapter, get_adapter_entry
 from leaps_engine.export.backends import FORWARD_BACKENDS, ForwardBackend, create_forward_backend
@@ -86,11 +86,14 @@ def run_evaluate(
     cache = NetworkCache(torch_device, forward_backend, batch_size)
     judge = None if evaluator is None else cache.get(evaluator, evaluator_weights)
     groups: dict[tuple, GroupScores] = {}
-    with tqdm(total=sum(len(run.summary["clips"]) for run in runs), desc="evaluating", unit="clip") as progress:
+    progress = LazyBar(total=sum(len(run.summary["clips"]) for run in runs), desc="evaluating", unit="clip")
+    try:
         for run in runs:
             networks = {**_run_networks(run, cache), "evaluator": judge}
             group = groups.setdefault(tuple(_key_value(run.summary, key) for key in keys), GroupScores())
             _score_run(run, networks, group, batch_size, torch_device, progress)
+    finally:
+        progress.close()
     rows = [{**dict(zip(keys, key, strict=True)), **_summarize(scores, splits, evaluator)}
             for key, scores in groups.items()]
     command = command or shlex.join(["leaps-engine", "evaluate", *map(str, paths)])
@@ -237,7 +240,7 @@ def _run_networks(run: Run, cache: NetworkCache) -> dict[str, ForwardBackend]:
 
 
 def _score_run(run: Run, networks: dict, scores: GroupScores, batch_size: int, device: torch.device,
-               progress: tqdm) -> None:
+               progress: LazyBar) -> None:
     clips = run.summary["clips"]
     scores.runs += 1
     for start in range(0, len(clips), batch_size):

@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 
 import click
-from tqdm import tqdm
 
+from leaps_engine.cli_progress import LazyBar
 from leaps_engine.errors import LeapsError
 from leaps_engine.sweep.batches import RESULTS_DIR, JobOutcome
 from leaps_engine.sweep.manifest import plan_jobs, read_manifest, write_manifest
@@ -72,23 +72,24 @@ def run_sweep_command(*, manifest: str, out_dir: str, batch_size: int, max_attem
         executor = ray_executor(ray_address, gpus_per_task, cpus_per_task, local_cpus, threads)
         where = f"on Ray ({ray_address}), {gpus_per_task:g} GPU / {cpus_per_task} CPU per task"
     where += f", {threads} torch thread(s) per job"
-    click.echo(f"{len(jobs)} jobs: {len(plan.finished)} finished earlier, {len(plan.given_up)} given up after "
-               f"{max_attempts} failures, {plan.to_run} to run in {len(plan.batches)} batches {where}")
+    click.echo(f"{len(jobs)} jobs: {len(plan.finished)} finished earlier, {len(plan.given_up)} given up (invalid "
+               f"input, or {max_attempts} failures), {plan.to_run} to run in {len(plan.batches)} batches {where}")
     progress = _SweepProgress(plan.to_run)
     try:
         outcomes = run_sweep(plan, out, executor, on_batch=progress.update)
     finally:
         progress.close()
-    failed = [outcome for outcome in outcomes if outcome.status == "failed"]
+    failed = [outcome for outcome in outcomes if outcome.status != "done"]
     done = len(outcomes) - len(failed)
     click.echo(f"{done} done, {len(failed)} failed in {progress.minutes:.1f} min ({progress.rate:.1f} videos/min); "
                f"{len(plan.finished) + done}/{len(jobs)} finished; results in {out / RESULTS_DIR}, log {out / LOG_FILE}")
     for outcome in failed[:10]:
-        click.echo(f"failed {outcome.job_id}: {outcome.error}", err=True)
+        final = " (invalid input: not retried)" if outcome.status == "invalid" else ""
+        click.echo(f"failed {outcome.job_id}{final}: {outcome.error}", err=True)
     if len(failed) > 10:
         click.echo(f"... and {len(failed) - 10} more failures (see {out / LOG_FILE})", err=True)
     if plan.given_up:
-        click.echo(f"{len(plan.given_up)} job(s) given up after {max_attempts} failed attempts (errors in "
+        click.echo(f"{len(plan.given_up)} job(s) given up: invalid input or {max_attempts} failed attempts (errors in "
                    f"{out / LOG_FILE}): {', '.join(job.job_id for job in plan.given_up[:10])}", err=True)
     return not failed and not plan.given_up
 
@@ -110,7 +111,7 @@ class _SweepProgress:
     """A bar over the jobs to run: done, failed and running jobs, and videos per minute."""
 
     def __init__(self, total: int):
-        self.bar = tqdm(total=total, desc="sweep", unit="video", dynamic_ncols=True)
+        self.bar = LazyBar(total=total, desc="sweep", unit="video")
         self.started = time.perf_counter()
         self.done = self.failed = 0
 

@@ -28,8 +28,8 @@ from pathlib import Path
 
 import click
 import torch
-from tqdm import tqdm
 
+from leaps_engine.cli_progress import LazyBar
 from leaps_engine.config import Acceleration, SynthesisConfig, preset_for
 from leaps_engine.engine import video_io
 from leaps_engine.engine.adapters import VideoAdapter, create_adapter, get_adapter_entry
@@ -183,14 +183,19 @@ def build_verifier(
     model_weights = model_weights or get_adapter_entry(model.name).pretrained
     if name == model.name and verifier_weights == model_weights and model_weights != "random":
         return model, verifier_weights
-    return create_adapter(name, weights=verifier_weights, device=device), verifier_weights
+    try:
+        return create_adapter(name, weights=verifier_weights, device=device), verifier_weights
+    except LeapsError as error:  # the model loaded: say that this is about the verifier, and what to do
+        raise LeapsError(f"the verifier {name} (R_feat) could not be built: {error}; give it weights with "
+                         "--verifier-weights PATH|random, another one with --verifier NAME, or drop R_feat "
+                         "with --verifier none") from None
 
 
 class _ProgressBar:
     """A tqdm bar showing the step, the loss terms and the mean target probability."""
 
     def __init__(self, steps: int):
-        self.bar = tqdm(total=steps, desc="synthesizing", unit="step", dynamic_ncols=True)
+        self.bar = LazyBar(total=steps, desc="synthesizing", unit="step")
 
     def __call__(self, state: StepState) -> None:
         self.bar.update(1)

@@ -14,12 +14,13 @@ from pathlib import Path
 
 import click
 import torch
-from tqdm import tqdm
 
+from leaps_engine.cli_progress import LazyBar
 from leaps_engine.cli_synthesize import build_targets, build_verifier, prepare_out_dir
 from leaps_engine.config import SynthesisConfig, preset_for
 from leaps_engine.engine import video_io
 from leaps_engine.engine.adapters import create_adapter, get_adapter_entry
+from leaps_engine.engine.synthesis import StepState
 from leaps_engine.engine.tuning import PAPER_GRID, Trial, best_trial, tune
 from leaps_engine.errors import LeapsError
 
@@ -48,16 +49,17 @@ def run_tune(
     points = len(grid["lambda_first"]) * len(grid["lambda_last"]) * len(grid["r"])
     click.echo(f"tuning {model_name} on {len(targets)} target(s): {points} settings of {config.steps} steps, "
                f"scored on {verifier.name}")
-    progress = tqdm(total=points, desc="tuning", unit="setting", dynamic_ncols=True)
+    progress = LazyBar(total=points * config.steps, desc="tuning", unit="step")
     finished: list[Trial] = []
 
-    def show(trial: Trial) -> None:
-        finished.append(trial)
+    def step(state: StepState) -> None:
         progress.update(1)
-        progress.set_postfix(best_verifier_top1=f"{best_trial(finished).verifier_top1:.0f}%")
+        if state.step == 1:
+            best = f", best verifier top-1 so far {best_trial(finished).verifier_top1:.0f}%" if finished else ""
+            progress.describe(f"tuning: setting {len(finished) + 1}/{points}{best}")
 
     try:
-        trials = tune(model, verifier, targets, config, grid, on_trial=show)
+        trials = tune(model, verifier, targets, config, grid, on_trial=finished.append, callbacks=[step])
     finally:
         progress.close()
     winner = best_trial(trials)

@@ -3,12 +3,14 @@
 import json
 import subprocess
 import sys
+import urllib.error
 from pathlib import Path
 
 import pytest
 import torch
 from click.testing import CliRunner
 
+from leaps_engine import create_adapter
 from leaps_engine.cli import main
 from leaps_engine.engine.embedded.generator import CLASS_NAMES
 
@@ -122,6 +124,7 @@ def test_bad_input_gives_one_line_and_leaves_nothing(tmp_path, case):
     lines = result.stderr.strip().splitlines()
     error_lines = [line for line in lines if line.startswith("error:")]
     assert len(error_lines) == 1 and message in error_lines[0], result.stderr
+    assert lines == error_lines, result.stderr  # no progress bar or other output around it
     assert result.exception is None or isinstance(result.exception, SystemExit)
     assert not out.exists()
 
@@ -215,3 +218,35 @@ def test_usage_errors_are_one_error_line_too(args):
     assert result.exit_code == 2
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ")
+
+
+def test_an_offline_verifier_download_names_the_ways_out(tmp_path, monkeypatch):
+    """A local model checkpoint, no network: the error is about the verifier and says what to pass."""
+    def offline(url, *args, **kwargs):
+        raise urllib.error.URLError("network is unreachable")
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "hub"))  # no cached weights
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    checkpoint = tmp_path / "r3d_18.pth"
+    torch.save(create_adapter("r3d_18", weights="random").model.state_dict(), checkpoint)
+    torch.save(torch.rand(3, 8, 40, 40), tmp_path / "clip.pt")
+    result = run_cli("synthesize", "--model", "r3d_18", "--weights", checkpoint, "--class", "abseiling",
+                     "--stimulus", tmp_path / "clip.pt", "--size", "4x32x32", "--steps", 1, "--out", tmp_path / "out")
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()  # besides, torch.hub announces the download it then fails
+    (line,) = [x for x in lines if x.startswith("error:")]
+    assert line.startswith("error: the verifier x3d_s (R_feat) could not be built: could not download")
+    assert "--verifier-weights" in line and "--verifier none" in line and "weights=" not in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_help_imports_no_torch():
+    """`leaps-engine --help` and each command's help print at once: the command line imports torch only
+    in the commands that compute (importing it takes seconds)."""
+    code = ("import sys\nfrom click.testing import CliRunner\nfrom leaps_engine.cli import main\n"
+            "for args in ([], ['--help'], ['synthesize', '--help'], ['sweep', 'run', '--help'], ['bench', '-h']):\n"
+            "    assert CliRunner().invoke(main, args).exit_code == 0, args\n"
+            "print(sorted(name for name in sys.modules if name.split('.')[0] in ('torch', 'torchvision', 'numpy')))")
+    finished = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert finished.stdout.strip() == "[]"

@@ -128,13 +128,14 @@ def test_plan_sweep_groups_by_settings_and_drops_duplicates(tmp_path):
     assert plan.to_run == 6 and not plan.finished
 
 
-def test_in_process_sweep_resumes_retries_and_gives_up(tmp_path):
+def test_in_process_sweep_resumes_and_never_retries_invalid_input(tmp_path):
     manifest = _manifest(tmp_path / "m.csv", [f"{i},{i},{STEPS}" for i in range(3)] + [f"not a class,9,{STEPS}"])
     out = tmp_path / "sweep"
     runner = CliRunner()
     arguments = ["sweep", "run", str(manifest), "--out", str(out), "--batch-size", "2", "--max-attempts", "2"]
     first = runner.invoke(main, arguments)
     assert first.exit_code == 1 and "unknown class 'not a class'" in first.output
+    assert "(invalid input: not retried)" in first.output
     results = _results(out)
     assert len(results) == 3
     summary = json.loads(next(iter(results.values())).read_text())
@@ -142,16 +143,29 @@ def test_in_process_sweep_resumes_retries_and_gives_up(tmp_path):
     stamps = {path: path.stat().st_mtime_ns for path in results.values()}
 
     (out / PARTIAL_DIR / "leftover-of-a-killed-sweep").mkdir(parents=True)
-    second = runner.invoke(main, arguments)
-    assert second.exit_code == 1 and "3 finished earlier" in second.output and "1 to run" in second.output
+    second = runner.invoke(main, arguments)  # the invalid job is not tried again
+    assert second.exit_code == 1 and "3 finished earlier, 1 given up" in second.output and "0 to run" in second.output
     assert {path: path.stat().st_mtime_ns for path in _results(out).values()} == stamps  # nothing rewritten
     assert not (out / PARTIAL_DIR / "leftover-of-a-killed-sweep").exists()
-
-    third = runner.invoke(main, arguments)
-    assert third.exit_code == 1 and "1 given up" in third.output and "0 to run" in third.output
-    assert list(failure_counts(out).values()) == [2]
     log = [json.loads(line) for line in (out / LOG_FILE).read_text().splitlines()]
     assert [entry["status"] for entry in log].count("done") == 3
+    assert [entry["status"] for entry in log if entry["status"] != "done"] == ["invalid"]
+    assert list(failure_counts(out).values()) == [sys.maxsize]
+
+
+def test_a_job_that_fails_for_another_reason_is_retried_up_to_max_attempts(tmp_path, monkeypatch):
+    from leaps_engine.sweep import batches
+
+    def out_of_memory(model, targets, **options):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(batches, "synthesize", out_of_memory)
+    manifest = _manifest(tmp_path / "m.csv", [f"0,1,{STEPS}"])
+    arguments = ["sweep", "run", str(manifest), "--out", str(tmp_path / "sweep"), "--max-attempts", "2"]
+    runs = [CliRunner().invoke(main, arguments) for _ in range(3)]
+    assert ["1 to run" in run.output for run in runs] == [True, True, False]
+    assert "1 given up" in runs[2].output
+    assert list(failure_counts(tmp_path / "sweep").values()) == [2]
 
 
 def test_a_job_failing_inside_a_batch_fails_alone(tmp_path, monkeypatch):
@@ -179,7 +193,7 @@ def test_a_log_line_torn_by_a_kill_hides_no_later_failure(tmp_path):
     (out / LOG_FILE).write_text('{"time": "2026-01-01T00:00:00", "job": "0123')  # killed mid-line
     arguments = ["sweep", "run", str(manifest), "--out", str(out), "--max-attempts", "1"]
     assert CliRunner().invoke(main, arguments).exit_code == 1
-    assert list(failure_counts(out).values()) == [1]
+    assert list(failure_counts(out).values()) == [sys.maxsize]  # the entry after the torn line was read
     assert "0 to run" in CliRunner().invoke(main, arguments).output
 
 

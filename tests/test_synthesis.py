@@ -134,11 +134,23 @@ def test_objective_ablations_switch_terms(model, verifier, objective, has_cohere
     torch.testing.assert_close(history["total"], expected)
 
 
-def test_leaps_without_a_stimulus_and_baseline_ablations_are_user_errors(model, verifier):
+def test_leaps_without_a_stimulus_and_baseline_ablations_are_user_errors():
+    from leaps_engine import create_adapter
+
+    other = create_adapter("r3d_18", weights="random")  # a domain without a generator
     with pytest.raises(LeapsError, match="primes with a stimulus"):
-        synthesize(model, [Target(0)], verifier=verifier, config=_config(steps=1))
+        synthesize(other, [Target(0)], config=SynthesisConfig.from_preset("r3d_18", steps=1, size=(4, 32, 32)))
     with pytest.raises(LeapsError, match="does not apply to am"):
         _config(method="am", objective="prim")
+
+
+def test_embedded_targets_without_a_stimulus_get_the_generated_one(model, verifier):
+    generated = synthesize(model, [Target("moving right")], verifier=verifier, config=_config(steps=2, seed=5))
+    given = synthesize(model, [Target(0, generate_stimulus("Moving_Right", seed=5))], verifier=verifier,
+                       config=_config(steps=2, seed=5))
+    assert torch.equal(generated.stimuli[0], given.stimuli[0]) and torch.equal(generated.videos, given.videos)
+    with pytest.raises(ValueError, match="unknown class 'hopping'"):
+        generate_stimulus("hopping", seed=0)
 
 
 MEMORY_SCRIPT = """

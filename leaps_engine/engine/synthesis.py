@@ -15,6 +15,7 @@ the optimiser steps the *sum* of the per-video losses, whose gradient for each v
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -25,6 +26,7 @@ from torch import nn
 
 from leaps_engine.config import Acceleration, SynthesisConfig
 from leaps_engine.engine.adapters.base import VideoAdapter
+from leaps_engine.engine.embedded.generator import CLASS_NAMES, generate_stimulus
 from leaps_engine.engine.step import LeapsObjective, check_acceleration, priming_taps, resolve_dtype, to_verifier_space
 from leaps_engine.engine.stimulus import load_stimulus
 from leaps_engine.errors import LeapsError, close_names
@@ -42,7 +44,8 @@ class Target:
     ``stimulus`` is a path (video file, frame folder, saved tensor) or a tensor of pixels
     ``[3, T, H, W]`` in [0, 1]; a list primes with the mean embedding of several stimuli (Supp. S5).
     ``seed`` defaults to ``config.seed + position in the batch``. The baselines (``method`` deepdream or
-    am) use no stimulus; one given to them is only kept for display.
+    am) use no stimulus; one given to them is only kept for display. For the embedded models a target
+    without a stimulus gets one generated (``generate_stimulus(class, seed)``).
     """
 
     label: str | int
@@ -156,6 +159,10 @@ def synthesize(
         raise LeapsError(f"the forward backend runs {forward_backend.adapter.name}, not the inverted model {model.name}")
 
     class_indices = [resolve_class(t.label, model.spec.class_names, model.name) for t in targets]
+    if config.uses_stimulus and model.spec.class_names == CLASS_NAMES:  # the embedded domain makes its own
+        targets = [t if t.stimulus is not None else dataclasses.replace(
+            t, stimulus=generate_stimulus(index, seed=config.seed + i if t.seed is None else t.seed))
+            for i, (t, index) in enumerate(zip(targets, class_indices, strict=True))]
     if config.uses_stimulus:
         missing = [str(t.label) for t in targets if t.stimulus is None]
         if missing:

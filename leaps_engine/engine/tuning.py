@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from leaps_engine.config import Acceleration, SynthesisConfig
 from leaps_engine.engine.adapters.base import VideoAdapter
-from leaps_engine.engine.synthesis import Target, synthesize
+from leaps_engine.engine.synthesis import StepState, Target, synthesize
 from leaps_engine.errors import LeapsError
 
 PAPER_GRID: dict[str, tuple[float, ...]] = {
@@ -58,14 +58,17 @@ def tune(
     grid: dict[str, Sequence[float]] = PAPER_GRID,
     acceleration: Acceleration | None = None,
     on_trial: Callable[[Trial], None] | None = None,
+    callbacks: Sequence[Callable[[StepState], None]] = (),
 ) -> list[Trial]:
-    """Run every grid point on ``targets`` (all in one batch) and return the trials in grid order."""
+    """Run every grid point on ``targets`` (all in one batch) and return the trials in grid order;
+    ``on_trial`` is called after each point, ``callbacks`` after every step of every point's synthesis."""
     if config.method != "leaps":
         raise LeapsError("tuning searches LEAPS's priming weights and r; the baselines have none")
     trials = []
     for point in grid_points(grid):
         started = time.perf_counter()
-        result = synthesize(model, targets, verifier=verifier, config=config.replace(**point), acceleration=acceleration)
+        result = synthesize(model, targets, verifier=verifier, config=config.replace(**point), callbacks=callbacks,
+                            acceleration=acceleration)
         scores = result.scores
         trial = Trial(
             **point,

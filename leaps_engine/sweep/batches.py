@@ -34,7 +34,8 @@ PARTIAL_DIR = ".partial"
 
 @dataclass
 class JobOutcome:
-    """What became of one job: ``status`` is ``done`` or ``failed`` (with a one-line ``error``)."""
+    """What became of one job: ``status`` is ``done``, ``failed`` (with a one-line ``error``; retried by a
+    rerun) or ``invalid`` (its own input is wrong, e.g. an unknown class or an unreadable stimulus: final)."""
 
     job_id: str
     status: str
@@ -67,18 +68,24 @@ def run_batch(jobs: list[Job], out: Path, device: str = "cpu", fps: int = 5) -> 
         model_entry = get_adapter_entry(jobs[0].model)
         config = _config(jobs[0])
     except Exception as error:  # any error of a job's settings fails its jobs, not the sweep
-        return [JobOutcome(job.job_id, "failed", one_line(error)) for job in jobs]
+        return [_failure(job, error) for job in jobs]
     targets: dict[int, Target] = {}
     outcomes: dict[int, JobOutcome] = {}
     for index, job in enumerate(jobs):
         try:
             targets[index] = _target(job, model_entry, config)
         except Exception as error:  # unknown class, unreadable or corrupt stimulus, ...
-            outcomes[index] = JobOutcome(job.job_id, "failed", one_line(error))
+            outcomes[index] = _failure(job, error)
     ready = list(targets)
     together = _run_together([jobs[index] for index in ready], list(targets.values()), config, out, device, fps)
     outcomes.update(zip(ready, together))
     return [outcomes[index] for index in range(len(jobs))]
+
+
+def _failure(job: Job, error: Exception) -> JobOutcome:
+    """A job that could not be prepared: ``invalid`` when its own input is wrong (a :class:`LeapsError`:
+    another attempt would fail the same way), else ``failed``."""
+    return JobOutcome(job.job_id, "invalid" if isinstance(error, LeapsError) else "failed", one_line(error))
 
 
 def remove_partial(out: Path) -> None:

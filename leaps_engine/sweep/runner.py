@@ -1,8 +1,9 @@
 """Driving a sweep: which jobs still need running, how they are batched, where they run, what is logged.
 
 The result folders are the truth about what is finished: a rerun of the same sweep skips every job whose
-folder is complete, retries jobs that failed before until they have failed ``max_attempts`` times, and
-re-runs jobs that were in flight when a sweep was killed. Every attempt is appended to
+folder is complete, retries jobs that failed before until they have failed ``max_attempts`` times (a job
+whose own input is wrong, logged ``invalid``, is never retried), and re-runs jobs that were in flight when
+a sweep was killed. Every attempt is appended to
 ``OUT/sweep_log.jsonl`` (one JSON object a line: time, job, status, error, seconds).
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -93,7 +95,8 @@ def _ends_mid_line(path: Path) -> bool:
 
 
 def failure_counts(out: Path) -> dict[str, int]:
-    """How many attempts of each job failed, from the sweep log (a torn last line is ignored)."""
+    """How many attempts of each job failed, from the sweep log (a torn last line is ignored); a job once
+    logged ``invalid`` counts as failed for good (``sys.maxsize``)."""
     counts: dict[str, int] = {}
     path = out / LOG_FILE
     if not path.exists():
@@ -103,8 +106,12 @@ def failure_counts(out: Path) -> dict[str, int]:
             entry = json.loads(line)
         except json.JSONDecodeError:
             continue  # the sweep was killed while writing this line
-        if isinstance(entry, dict) and entry.get("status") == "failed" and isinstance(entry.get("job"), str):
-            counts[entry["job"]] = counts.get(entry["job"], 0) + 1
+        if not (isinstance(entry, dict) and isinstance(entry.get("job"), str)):
+            continue
+        if entry.get("status") == "invalid":
+            counts[entry["job"]] = sys.maxsize
+        elif entry.get("status") == "failed":
+            counts[entry["job"]] = min(counts.get(entry["job"], 0) + 1, sys.maxsize)
     return counts
 
 

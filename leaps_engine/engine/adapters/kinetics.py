@@ -37,8 +37,7 @@ def build_kinetics_model(name: str, weights: str, make: Callable[[bool], nn.Modu
         except Exception as error:  # network, SSL, hash and disk errors all end here
             raise LeapsError(
                 f"could not download the kinetics400 weights of {name} ({type(error).__name__}: "
-                f"{one_line(error, 160)}); "
-                f"pass a local checkpoint file as weights, or use weights={RANDOM_WEIGHTS!r}"
+                f"{one_line(error, 160)}); use a local checkpoint file or {RANDOM_WEIGHTS} weights instead"
             ) from None
     model = make(False)
     if weights != RANDOM_WEIGHTS:

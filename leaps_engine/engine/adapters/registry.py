@@ -90,9 +90,13 @@ def create_adapter(
 
     Args:
         name: a registered adapter name (see :func:`list_adapters`).
-        weights: the model's pretrained weights name (e.g. ``"kinetics400"``, downloaded by the model's
-            library; the default), ``"random"``, or the path of a local checkpoint (loaded with
-            ``weights_only=True``; keys must match).
+        weights: the model's own weights, the default: ``"kinetics400"`` for the Kinetics models
+            (downloaded by the model's library) and ``"embedded"`` for the embedded ones (shipped with
+            the package), as ``leaps-engine models`` lists; or ``"random"``; or the path of a local
+            checkpoint (loaded with ``weights_only=True``; keys must match).
+
+    Raises:
+        LeapsError: an unknown name, unknown weights, a missing or mismatched checkpoint, a failed download.
         device: where to put the model (default: CPU).
     """
     entry = get_adapter_entry(name)

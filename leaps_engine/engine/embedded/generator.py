@@ -285,10 +285,17 @@ def generate_clips(
 
 
 def generate_stimulus(
-    class_index: int, seed: int, frames: int = CLIP_FRAMES, size: int = CLIP_SIZE, camera_speed: float = CAMERA_SPEED
+    label: int | str, seed: int, frames: int = CLIP_FRAMES, size: int = CLIP_SIZE, camera_speed: float = CAMERA_SPEED
 ) -> torch.Tensor:
-    """One clip ``[3, frames, size, size]`` of class ``class_index``, determined by ``seed``."""
+    """One clip ``[3, frames, size, size]`` in [0, 1] of class ``label`` (an index, or a name of
+    :data:`CLASS_NAMES`, any case), determined by ``seed``: a stimulus for the embedded models.
+
+    Raises:
+        ValueError: an unknown class.
+    """
+    names = {name.lower(): index for index, name in enumerate(CLASS_NAMES)}
+    class_index = names.get(label.strip().lower().replace("_", " "), -1) if isinstance(label, str) else label
     if not 0 <= class_index < len(CLASS_NAMES):
-        raise ValueError(f"class index {class_index} is out of range 0..{len(CLASS_NAMES) - 1}")
+        raise ValueError(f"unknown class {label!r}; the embedded domain's are {', '.join(CLASS_NAMES)}")
     generator = torch.Generator().manual_seed(seed)
     return generate_clips(torch.tensor([class_index]), generator, frames, size, camera_speed)[0]
