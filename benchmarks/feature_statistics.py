@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from leaps_engine import SynthesisConfig, Target, create_adapter, synthesize
-from leaps_engine.engine import video_io
+from leaps_engine._io import atomic_path
 from leaps_engine.engine.embedded.generator import CLASS_NAMES, generate_stimulus
 from leaps_engine.engine.objectives import feature_statistics_loss
 from leaps_engine.engine.step import verifier_bn_layers
@@ -51,7 +51,7 @@ def main() -> None:
         *[f"| {name} | {per_video:.1f} | {batch:.1f} | {top1:.1f}% |" for name, per_video, batch, top1 in rows],
         "",
     ]
-    with video_io.atomic_path(Path(args.out)) as temporary:
+    with atomic_path(Path(args.out)) as temporary:
         Path(temporary).write_text("\n".join(lines))
     print("\n".join(lines))
 

@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from leaps_engine.cli_evaluate import run_evaluate
 from leaps_engine.cli_synthesize import run_synthesis
+from leaps_engine._io import atomic_path
 from leaps_engine.engine import video_io
 from leaps_engine.engine.embedded.generator import CLASS_NAMES
 
@@ -65,7 +66,7 @@ def main() -> None:
     figure = Path(args.report).with_suffix(".png")
     _write_figure(figure, runs / _slug({}), args)
     report = _report(rows, figure, args, time.perf_counter() - started)
-    with video_io.atomic_path(args.report) as temporary:
+    with atomic_path(args.report) as temporary:
         Path(temporary).write_text(report)
     print(report)
 
@@ -121,7 +122,7 @@ def _write_figure(path: Path, leaps_runs: Path, args: argparse.Namespace) -> Non
         video = torch.load(leaps_runs / "stimuli_0" / clip["tensor"], weights_only=True)
         gap = torch.ones(3, 1, *video.shape[2:])  # a white frame between stimulus and synthesized
         rows.append((f"{clip['target_class']}: stimulus | LEAPS", torch.cat([stimulus, gap, video], dim=1)))
-    with video_io.atomic_path(path) as temporary:
+    with atomic_path(path) as temporary:
         video_io.write_contact_sheet(temporary, rows, scale=2)
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from leaps_engine import create_adapter
-from leaps_engine.engine import video_io
+from leaps_engine._io import atomic_path
 from leaps_engine.engine.embedded.generator import CLASS_NAMES, generate_clips
 
 NETWORKS = ("embedded", "embedded_verifier", "embedded_evaluator")
@@ -53,7 +53,7 @@ def main() -> None:
             cells.append(f"{100 * (predictions == labels).float().mean().item():.1f}%")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     text = "\n".join(lines) + "\n"
-    with video_io.atomic_path(Path(args.out)) as temporary:
+    with atomic_path(Path(args.out)) as temporary:
         Path(temporary).write_text(text)
     print(text, end="")
 

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import torch
 
+from leaps_engine._io import atomic_path
 from leaps_engine.engine.embedded.generator import CLASS_NAMES
-from leaps_engine.engine.video_io import atomic_path
 from leaps_engine.sweep.manifest import Job, write_manifest
 
 

@@ -6,12 +6,14 @@ Problems with the user's input end with one ``error: ...`` line on stderr and ex
 from __future__ import annotations
 
 import contextlib
+import signal
 import sys
 import warnings
 from collections.abc import Iterator
 
 import click
 
+from leaps_engine._io import signals_interrupt
 from leaps_engine.errors import LeapsError
 
 EMBEDDED_MODEL = "embedded"
@@ -19,7 +21,8 @@ EMBEDDED_MODEL = "embedded"
 
 @contextlib.contextmanager
 def _user_errors() -> Iterator[None]:
-    """Turn :class:`LeapsError` into one line and exit 2; show warnings as one ``warning:`` line each."""
+    """Turn :class:`LeapsError` into one line and exit 2; show warnings as one ``warning:`` line each; end
+    on Ctrl-C, SIGTERM or SIGHUP with one line and exit 128 + the signal's number."""
 
     def show_warning(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
         click.echo(f"warning: {message}", err=True)
@@ -27,13 +30,15 @@ def _user_errors() -> Iterator[None]:
     previous = warnings.showwarning
     warnings.showwarning = show_warning
     try:
-        yield
+        with signals_interrupt():  # SIGTERM and SIGHUP end a run like Ctrl-C: nothing half-written stays
+            yield
     except LeapsError as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(2)
-    except KeyboardInterrupt:
-        click.echo("error: interrupted", err=True)
-        sys.exit(130)
+    except KeyboardInterrupt as error:
+        signum = getattr(error, "signum", signal.SIGINT)
+        click.echo(f"error: interrupted ({signal.Signals(signum).name})", err=True)
+        sys.exit(128 + signum)
     finally:
         warnings.showwarning = previous
 

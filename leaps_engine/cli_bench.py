@@ -23,7 +23,7 @@ import torch
 
 from leaps_engine.cli_progress import LazyBar
 from leaps_engine.config import Acceleration
-from leaps_engine.engine import video_io
+from leaps_engine._io import atomic_path
 from leaps_engine.engine.adapters import VideoAdapter, create_adapter, get_adapter_entry
 from leaps_engine.engine.latency import (
     COMPILED_BACKENDS,
@@ -79,7 +79,7 @@ def run_bench(
         progress.close()
     text = _render(rows, output_format, _header(device, lean_dtype, batch, iters, warmup))
     if out:
-        with video_io.atomic_path(Path(out)) as tmp:
+        with atomic_path(Path(out)) as tmp:
             Path(tmp).write_text(text)
         click.echo(f"wrote {out}", err=True)
     click.echo(text, nl=False)

@@ -26,9 +26,9 @@ from pathlib import Path
 import click
 import torch
 
-from leaps_engine._io import is_junk, read_text
+from leaps_engine._io import atomic_path, is_junk, read_text
 from leaps_engine.cli_progress import LazyBar
-from leaps_engine.engine import metrics, video_io
+from leaps_engine.engine import metrics
 from leaps_engine.engine.adapters import create_adapter, get_adapter_entry
 from leaps_engine.export.backends import FORWARD_BACKENDS, ForwardBackend, create_forward_backend
 from leaps_engine.errors import LeapsError, close_names, one_line
@@ -102,7 +102,7 @@ def run_evaluate(
     text = format_rows(rows, keys, output_format, header)
     click.echo(text, nl=False)
     if out is not None:
-        with video_io.atomic_path(out) as temporary:
+        with atomic_path(out) as temporary:
             Path(temporary).write_text(text)
     return rows
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import click
 
+from leaps_engine._io import exclusive_output
 from leaps_engine.cli_progress import LazyBar
 from leaps_engine.errors import LeapsError
 from leaps_engine.sweep.batches import RESULTS_DIR, JobOutcome
@@ -28,7 +29,7 @@ SWEEP_GROUP_BY = ("model", "method", "objective")
 def run_plan(*, stimuli_root: str, models: tuple[str, ...], seeds: tuple[int, ...], labels: str | None, out: str,
              settings: dict) -> None:
     """Run ``leaps-engine sweep plan``: one job per stimulus x model x seed, written to ``out``."""
-    from leaps_engine.engine import video_io
+    from leaps_engine._io import atomic_path
     from leaps_engine.engine.adapters import get_adapter_entry
 
     models, seeds = models or ("embedded",), seeds or (0,)
@@ -38,7 +39,7 @@ def run_plan(*, stimuli_root: str, models: tuple[str, ...], seeds: tuple[int, ..
                      {key: value for key, value in settings.items() if value is not None})
     if Path(out).suffix.lower() not in (".csv", ".jsonl"):
         raise LeapsError(f"{out}: a manifest is a .csv or .jsonl file")
-    with video_io.atomic_path(out) as temporary:
+    with atomic_path(out) as temporary:
         write_manifest(temporary, jobs)
     classes = len({job.label for job in jobs})
     click.echo(f"wrote {out}: {len(jobs)} jobs ({classes} classes, {len(models)} model(s), {len(seeds)} seed(s))")
@@ -61,6 +62,15 @@ def run_sweep_command(*, manifest: str, out_dir: str, batch_size: int, max_attem
     jobs = read_manifest(manifest)
     out = Path(out_dir)
     prepare_out_dir(out)
+    with exclusive_output(out):  # one run of a sweep folder at a time
+        return _run_locked(jobs, out, batch_size, max_attempts, device, ray_address, gpus_per_task, cpus_per_task,
+                           local_cpus, threads)
+
+
+def _run_locked(jobs, out, batch_size, max_attempts, device, ray_address, gpus_per_task, cpus_per_task, local_cpus,
+                threads) -> bool:
+    from leaps_engine.cli_synthesize import check_device
+
     plan = plan_sweep(jobs, out, batch_size, max_attempts)
     if ray_address is None:
         check_device(device)

@@ -29,6 +29,7 @@ from pathlib import Path
 import click
 import torch
 
+from leaps_engine._io import atomic_path, exclusive_output, hold_point, staged_folder
 from leaps_engine.cli_progress import LazyBar
 from leaps_engine.config import Acceleration, SynthesisConfig, preset_for
 from leaps_engine.engine import video_io
@@ -66,19 +67,27 @@ def run_synthesis(
     targets, stimulus_labels = build_targets(model_name, get_adapter_entry(model_name).spec.class_names, classes,
                                              stimuli, seed, config)
     out = Path(out_dir)
-    created = not out.exists()
-    prepare_out_dir(out)
-    try:
-        _run_and_write(model_name, weights, targets, stimulus_labels, config, acceleration, verifier_name,
-                       verifier_weights, torch_device, out, snapshots, fps, forward_backend)
-    except BaseException:
-        if created and out.is_dir() and not any(out.iterdir()):
-            out.rmdir()  # leave nothing behind for a run that failed before writing anything
-        raise
+    with exclusive_output(out), staged_folder(out, replaceable=is_result_folder) as staging:
+        clips, seconds, timing = _run_and_write(model_name, weights, targets, stimulus_labels, config, acceleration,
+                                                verifier_name, verifier_weights, torch_device, staging, snapshots,
+                                                fps, forward_backend)
+    _print_report(clips, seconds, timing, out)
+
+
+def hold_while_optimising(state: StepState) -> None:
+    """A synthesis callback: the ``optimise`` hold point (:func:`leaps_engine._io.hold_point`) at step 1."""
+    if state.step == 1:
+        hold_point("optimise")
+
+
+def is_result_folder(folder: Path) -> bool:
+    """Whether ``folder`` holds a synthesis result (which a new run on the same output replaces)."""
+    return (folder / RESULT_FILE).is_file()
 
 
 def _run_and_write(model_name, weights, targets, stimulus_labels, config, acceleration, verifier_name,
-                   verifier_weights, torch_device, out, snapshots, fps, forward_backend) -> None:
+                   verifier_weights, torch_device, out, snapshots, fps, forward_backend):
+    """Synthesize and write every file under ``out`` (the staging folder); returns what the report prints."""
     entry = get_adapter_entry(model_name)
     model = create_adapter(model_name, weights=weights, device=torch_device)
     most_stimuli = max(len(t.stimulus) if isinstance(t.stimulus, (list, tuple)) else 1 for t in targets)
@@ -106,9 +115,9 @@ def _run_and_write(model_name, weights, targets, stimulus_labels, config, accele
              for i in range(len(targets))]
     summary = run_summary(model, weights or entry.pretrained, verifier, verifier_weights, config, acceleration,
                           result, clips, seconds, torch_device, forward.name)
-    with video_io.atomic_path(out / RESULT_FILE) as tmp:
+    with atomic_path(out / RESULT_FILE) as tmp:
         Path(tmp).write_text(json.dumps(summary, indent=2))
-    _print_report(clips, seconds, result.timing, out)
+    return clips, seconds, result.timing
 
 
 def check_device(device: str) -> torch.device:
@@ -198,6 +207,7 @@ class _ProgressBar:
         self.bar = LazyBar(total=steps, desc="synthesizing", unit="step")
 
     def __call__(self, state: StepState) -> None:
+        hold_while_optimising(state)
         self.bar.update(1)
         if state.step % 10 == 0 or state.step == state.steps:
             means = {term: float(value.mean()) for term, value in state.losses.items()}

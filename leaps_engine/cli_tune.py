@@ -16,9 +16,9 @@ import click
 import torch
 
 from leaps_engine.cli_progress import LazyBar
-from leaps_engine.cli_synthesize import build_targets, build_verifier, prepare_out_dir
+from leaps_engine.cli_synthesize import build_targets, build_verifier
 from leaps_engine.config import SynthesisConfig, preset_for
-from leaps_engine.engine import video_io
+from leaps_engine._io import atomic_path, exclusive_output, staged_folder
 from leaps_engine.engine.adapters import create_adapter, get_adapter_entry
 from leaps_engine.engine.synthesis import StepState
 from leaps_engine.engine.tuning import PAPER_GRID, Trial, best_trial, tune
@@ -41,7 +41,20 @@ def run_tune(
         classes = tuple(str(i) for i in range(entry.spec.num_classes))  # every class, generated stimuli
     targets, _ = build_targets(model_name, entry.spec.class_names, classes, stimuli, seed, config)
     out = Path(out_dir)
-    prepare_out_dir(out)
+    with exclusive_output(out), staged_folder(out, replaceable=_is_tune_folder) as staging:
+        winner = _tune_into(staging, model_name, weights, verifier_name, verifier_weights, device, targets, config,
+                            grid)
+    click.echo(f"best: lambda_first={winner.lambda_first}, lambda_last={winner.lambda_last}, r={winner.r}: verifier "
+               f"top-1 {winner.verifier_top1:.1f}%, model top-1 {winner.model_top1:.1f}% -> {out / 'tune.json'}")
+
+
+def _is_tune_folder(folder: Path) -> bool:
+    """Whether ``folder`` holds an earlier tuning result (which a new run may replace)."""
+    return (folder / "tune.json").is_file()
+
+
+def _tune_into(out, model_name, weights, verifier_name, verifier_weights, device, targets, config, grid) -> Trial:
+    """Run the grid and write tune.json and tune.md into ``out`` (the staging folder); returns the winner."""
     model = create_adapter(model_name, weights=weights, device=device)
     verifier, verifier_weights = build_verifier(model, weights, verifier_name, verifier_weights, device)
     if verifier is None:
@@ -64,8 +77,7 @@ def run_tune(
         progress.close()
     winner = best_trial(trials)
     _write_reports(out, model_name, verifier.name, verifier_weights, config, grid, trials, winner)
-    click.echo(f"best: lambda_first={winner.lambda_first}, lambda_last={winner.lambda_last}, r={winner.r}: verifier "
-               f"top-1 {winner.verifier_top1:.1f}%, model top-1 {winner.model_top1:.1f}% -> {out / 'tune.json'}")
+    return winner
 
 
 def _write_reports(out, model_name, verifier_name, verifier_weights, config, grid, trials, winner) -> None:
@@ -83,7 +95,7 @@ def _write_reports(out, model_name, verifier_name, verifier_weights, config, gri
         mark = " **(best)**" if trial is winner else ""
         lines.append(f"| {trial.lambda_first} | {trial.lambda_last} | {trial.r:g} | {trial.verifier_top1:.1f}{mark} | "
                      f"{trial.verifier_target_prob:.3f} | {trial.model_top1:.1f} | {trial.seconds:.1f} |")
-    with video_io.atomic_path(out / "tune.json") as tmp:
+    with atomic_path(out / "tune.json") as tmp:
         Path(tmp).write_text(json.dumps(report, indent=2))
-    with video_io.atomic_path(out / "tune.md") as tmp:
+    with atomic_path(out / "tune.md") as tmp:
         Path(tmp).write_text("\n".join(lines) + "\n")

@@ -6,6 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
+from leaps_engine._io import atomic_path
 from leaps_engine.engine import video_io
 from leaps_engine.engine.stimulus import read_video_frames
 from leaps_engine.engine.video_io import (
@@ -13,7 +14,6 @@ from leaps_engine.engine.video_io import (
     SHEET_LABEL_HEIGHT,
     SHEET_MARGIN,
     SHEET_MAX_WIDTH,
-    atomic_path,
     mp4_codec,
     write_contact_sheet,
     write_gif,

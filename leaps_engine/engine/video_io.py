@@ -1,17 +1,13 @@
 """Write synthesized videos: mp4, animated GIF, a PNG contact sheet, or a raw tensor.
 
-Every writer takes a video ``[3, T, H, W]`` float in [0, 1] and writes through :func:`atomic_path`, so a
-failed write never leaves a half-written file behind. ``scale`` is an integer nearest-neighbour upscale,
+Every writer takes a video ``[3, T, H, W]`` float in [0, 1] and writes through
+:func:`leaps_engine._io.atomic_path`, so a failed write never leaves a half-written file behind. ``scale`` is an integer nearest-neighbour upscale,
 so that small clips (e.g. 32x32) are watchable. A destination that cannot be written raises
 :class:`LeapsError` naming the path.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import secrets
-from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -19,6 +15,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from leaps_engine._io import atomic_path
 from leaps_engine.errors import LeapsError
 
 MP4_CODECS = ("libx264", "mpeg4")  # H.264 if the PyAV wheel has it, else MPEG-4 Part 2
@@ -27,28 +24,6 @@ SHEET_GAP = 2  # pixels between frames of a row
 SHEET_LABEL_HEIGHT = 16  # pixels of the label band above each row
 SHEET_MAX_WIDTH = 4096  # pixels: wider rows shrink their frames to fit
 GIF_MIN_DELAY_CS = 2  # browsers play GIF delays of 0 or 1 centisecond as 10
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path next to ``path`` (same extension), moved onto ``path`` only on success.
-
-    The temporary file is ``.<stem>.tmp-<random><suffix>``, created empty up front (which checks that the
-    folder is writable) and deleted if the block raises. OS errors become :class:`LeapsError`.
-    """
-    path = Path(path)
-    temporary = path.with_name(f".{path.stem}.tmp-{secrets.token_hex(4)}{path.suffix}")
-    try:
-        temporary.open("xb").close()
-    except OSError as error:
-        raise LeapsError(f"cannot write {path}: {error.strerror or error}") from None
-    try:
-        yield temporary
-        os.replace(temporary, path)
-    except OSError as error:
-        raise LeapsError(f"cannot write {path}: {error.strerror or error}") from None
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def to_uint8_frames(video: torch.Tensor, scale: int = 1) -> np.ndarray:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import torch
 
+from leaps_engine._io import atomic_paths
 from leaps_engine.engine.adapters.base import VideoAdapter
-from leaps_engine.engine.video_io import atomic_path
 from leaps_engine.errors import LeapsError, one_line
 from leaps_engine.export.cache import file_sha256, weights_fingerprint
 from leaps_engine.export.graph import (
@@ -39,7 +39,7 @@ def export_aoti(adapter: VideoAdapter, graph: GraphSpec, path: str | Path, *, we
     module = exportable_module(adapter, graph)
     example = example_input(graph).to(graph.torch_dtype)
     batch = torch.export.Dim("batch", min=1, max=graph.max_batch)
-    with atomic_path(path) as package_tmp, atomic_path(sidecar_path(path)) as json_tmp:
+    with atomic_paths(path, sidecar_path(path)) as (package_tmp, json_tmp):  # the pair appears together
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")

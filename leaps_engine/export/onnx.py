@@ -18,8 +18,8 @@ from pathlib import Path
 
 import torch
 
+from leaps_engine._io import atomic_paths
 from leaps_engine.engine.adapters.base import VideoAdapter
-from leaps_engine.engine.video_io import atomic_path
 from leaps_engine.errors import LeapsError, one_line
 from leaps_engine.export.cache import file_sha256, weights_fingerprint
 from leaps_engine.export.graph import (
@@ -76,7 +76,7 @@ def export_onnx(
     except Exception as error:  # the exporter raises many types; each is a failure to export this model
         raise LeapsError(f"cannot export {adapter.name} to ONNX: {one_line(error)}") from None
 
-    with atomic_path(path) as onnx_tmp, atomic_path(sidecar_path(path)) as json_tmp:
+    with atomic_paths(path, sidecar_path(path)) as (onnx_tmp, json_tmp):  # the pair appears together
         try:
             program.save(str(onnx_tmp), external_data=False)
         except Exception as error:  # protobuf refuses graphs over 2 GB, among others

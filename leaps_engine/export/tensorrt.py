@@ -20,8 +20,8 @@ from pathlib import Path
 
 import torch
 
+from leaps_engine._io import atomic_path
 from leaps_engine.engine.adapters.base import VideoAdapter
-from leaps_engine.engine.video_io import atomic_path
 from leaps_engine.errors import LeapsError
 from leaps_engine.export.backends import ExportedForward
 from leaps_engine.export.cache import artifact_name, cache_dir, digest, engine_cache_key

@@ -21,7 +21,15 @@ from pathlib import Path
 
 import torch
 
-from leaps_engine.cli_synthesize import RESULT_FILE, build_verifier, class_slug, run_summary, write_clip
+from leaps_engine._io import atomic_path, deferred_interrupts, hold_point
+from leaps_engine.cli_synthesize import (
+    RESULT_FILE,
+    build_verifier,
+    class_slug,
+    hold_while_optimising,
+    run_summary,
+    write_clip,
+)
 from leaps_engine.config import Acceleration, SynthesisConfig
 from leaps_engine.engine.adapters import create_adapter, get_adapter_entry
 from leaps_engine.engine.synthesis import Target, resolve_class, synthesize
@@ -165,7 +173,8 @@ def _synthesize(first: Job, targets: list[Target], config: SynthesisConfig, devi
     verifier, verifier_weights = build_verifier(model, first.weights, first.verifier, first.verifier_weights, device)
     acceleration = Acceleration()
     started = time.perf_counter()
-    result = synthesize(model, targets, verifier=verifier, config=config, acceleration=acceleration)
+    result = synthesize(model, targets, verifier=verifier, config=config, acceleration=acceleration,
+                        callbacks=[hold_while_optimising])
     return _BatchRun(model, weights, verifier, verifier_weights, acceleration, result,
                      time.perf_counter() - started, device)
 
@@ -174,21 +183,28 @@ def _write_job(run: _BatchRun, index: int, job: Job, target: Target, config: Syn
                fps: int) -> None:
     """Build video ``index`` of ``run``'s folder under ``OUT/.partial/`` and rename it into place."""
     partial = out / PARTIAL_DIR / f"{job.job_id}-{os.getpid()}-{secrets.token_hex(3)}"
-    stimulus = " + ".join(job.stimulus) or (f"generated (seed {job.seed})" if target.stimulus is not None else None)
-    clip = write_clip(run.result, index, partial / "clip", partial, fps, stimulus, [])
-    summary = run_summary(run.model, run.weights, run.verifier, run.verifier_weights, config.replace(seed=job.seed),
-                          run.acceleration, run.result, [clip], run.seconds, run.device, "torch")
-    summary["job"] = {"id": job.job_id, **job.to_record(), "batch_size": len(run.result.videos)}
-    (partial / RESULT_FILE).write_text(json.dumps(summary, indent=2))
-    _move_into_place(partial, result_dir(out, job))
+    try:
+        stimulus = " + ".join(job.stimulus) or (f"generated (seed {job.seed})" if target.stimulus is not None else None)
+        clip = write_clip(run.result, index, partial / "clip", partial, fps, stimulus, [])
+        summary = run_summary(run.model, run.weights, run.verifier, run.verifier_weights,
+                              config.replace(seed=job.seed), run.acceleration, run.result, [clip], run.seconds,
+                              run.device, "torch")
+        summary["job"] = {"id": job.job_id, **job.to_record(), "batch_size": len(run.result.videos)}
+        with atomic_path(partial / RESULT_FILE) as temporary:
+            temporary.write_text(json.dumps(summary, indent=2))
+        _move_into_place(partial, result_dir(out, job))
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)  # gone once renamed; what an error or interruption left
 
 
 def _move_into_place(partial: Path, final: Path) -> None:
-    """Rename the complete folder onto its final path; a result already there wins (no duplicate)."""
+    """Rename the complete folder onto its final path, interruptions held for it; a result already there
+    wins (no duplicate)."""
     final.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.rename(partial, final)
-    except OSError:
-        if not (final / RESULT_FILE).is_file():
-            raise
-        shutil.rmtree(partial, ignore_errors=True)
+    with deferred_interrupts():
+        hold_point(f"publish {final.name}")
+        try:
+            os.rename(partial, final)
+        except OSError:
+            if not (final / RESULT_FILE).is_file():
+                raise
