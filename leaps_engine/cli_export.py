@@ -12,7 +12,6 @@ from pathlib import Path
 
 import click
 
-from leaps_engine._io import exclusive_output
 from leaps_engine.config import SynthesisConfig
 from leaps_engine.engine.adapters import create_adapter, get_adapter_entry
 from leaps_engine.errors import LeapsError
@@ -42,15 +41,14 @@ def run_export(
     click.echo(f"exporting {label} ({'ONNX opset ' + str(opset) if export_format == 'onnx' else 'AOTInductor'})",
                err=True)
     started = time.perf_counter()
-    with exclusive_output(path):  # two exports to one file: the second is refused
-        if export_format == "onnx":
-            from leaps_engine.export.onnx import export_onnx
+    if export_format == "onnx":
+        from leaps_engine.export.onnx import export_onnx
 
-            description = export_onnx(adapter, graph, path, weights=str(weights), opset=opset)
-        else:
-            from leaps_engine.export.aoti import export_aoti
+        description = export_onnx(adapter, graph, path, weights=str(weights), opset=opset)
+    else:
+        from leaps_engine.export.aoti import export_aoti
 
-            description = export_aoti(adapter, graph, path, weights=str(weights))
+        description = export_aoti(adapter, graph, path, weights=str(weights))
     click.echo(f"verified against eager at batch {', '.join(map(str, description['verification']['batches']))} "
                f"({description['verification']['runtime']}):", err=True)
     for name, figures in description["verification"]["outputs"].items():
