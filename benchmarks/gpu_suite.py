@@ -3,7 +3,8 @@
 
 Everything lands in ``RESULTS/gpu_suite_<device>.json`` (every figure, with device name, driver, torch
 and Triton versions) and ``RESULTS/gpu_suite_<device>.md`` (the goals, the tests, the tables); the
-logs of the tests, the kernel benchmark and the grid workers go to ``RESULTS/gpu_{tests,kernels,grid}_<device>.log``. A short summary is printed last.
+logs of the tests, the kernel benchmark and the grid workers go to
+``RESULTS/gpu_{tests,kernels,grid}_<device>.log``. A short summary is printed last.
 
 The grid runs in priority order (slow_r50 at 8x224^2 with the reference, lean eager and fused backends
 first, then batch 8, the eager Table 4 sizes, x3d_m and swin3d_b at their native sizes, then the other
@@ -39,6 +40,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from leaps_engine._features import package_version
 
 REPO = Path(__file__).resolve().parents[1]
 KERNELS_SCRIPT = REPO / "benchmarks" / "kernels.py"
@@ -117,7 +120,7 @@ def grid_plan(scale: Scale) -> list[GridRow]:
 def environment(scale: Scale) -> dict:
     """Device, driver and library versions."""
     info = {"python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda,
-            "triton": _version("triton"), "leaps_engine": _version("leaps-engine"),
+            "triton": package_version("triton"), "leaps_engine": package_version("leaps-engine"),
             "cpu_count": os.cpu_count(), "platform": platform.platform(),
             "date_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())}
     if scale.device == "cuda":
@@ -320,14 +323,16 @@ def markdown(report: dict) -> str:
     reference = {(r["model"], r["size"], r["batch"]): r["step_ms"] for r in sections["grid"]["rows"]
                  if r["backend"] == "reference" and r.get("step_ms")}
     for row in sections["grid"]["rows"]:
-        start = f"| {row['model']} | {row['size']} ({row.get('model_input', '-')}) | {row['batch']} | {row['backend']} |"
+        start = (f"| {row['model']} | {row['size']} ({row.get('model_input', '-')}) | {row['batch']} | "
+                 f"{row['backend']} |")
         if not row.get("step_ms"):
             lines.append(f"{start} | skipped: {row.get('skipped')} | | | | | | |")
             continue
         base = reference.get((row["model"], row["size"], row["batch"]))
         lines.append(f"{start} {row['verifier']} | {row['forward_ms']:.2f} | {row['backward_ms']:.2f} | "
                      f"{row['step_ms']:.2f} ({row['step_p10_ms']:.2f}-{row['step_p90_ms']:.2f}) | "
-                     f"{row['batch'] * 1e3 / row['step_ms']:.1f} | {_fmt(row['peak_mem_mb'])} | {row['warmup_s']:.1f} | "
+                     f"{row['batch'] * 1e3 / row['step_ms']:.1f} | {_fmt(row['peak_mem_mb'])} | "
+                     f"{row['warmup_s']:.1f} | "
                      f"{_ratio(base, row['step_ms'])} |")
     lines += ["", "forward: x* to every loss term; backprop: the input gradient; step: forward + backprop + Adam "
               "update; medians over the timed iterations. Random weights (latency does not depend on them)."]
@@ -356,7 +361,8 @@ def summary(report: dict, written: list[Path]) -> str:
              f"tests: {tests.get('passed', 0)} passed, {tests.get('failed', 0)} failed, "
              f"{tests.get('errors', 0)} errors, {tests.get('skipped', 0)} skipped"
              f"{' (stopped: time share spent)' if tests['timed_out'] else ''}",
-             f"copy bandwidth: {report['sections']['copy']['gbps']} GB/s; grid rows measured: {measured} of {len(grid)}"]
+             f"copy bandwidth: {report['sections']['copy']['gbps']} GB/s; "
+             f"grid rows measured: {measured} of {len(grid)}"]
     lines += [f"failed: {f['test']}: {f['message']}" for f in tests.get("failures", [])[:10]]
     lines += [f"goal {g['goal']}: {_fmt(g['measured'])} {g['unit']} ({g['target']}): "
               f"{ {True: 'met', False: 'NOT met', None: 'not measured'}[g['met']]}" for g in report["goals"]]
@@ -473,15 +479,6 @@ def _ratio(base: float | None, value: float) -> str:
 
 def _percent(value: float | None) -> str:
     return "-" if value is None else f"{value:.0%}"
-
-
-def _version(package: str) -> str:
-    from importlib import metadata
-
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return "not installed"
 
 
 def _nvidia_smi(field: str) -> str | None:

@@ -28,11 +28,11 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from leaps_engine.cli_evaluate import run_evaluate
-from leaps_engine.cli_synthesize import run_synthesis
 from leaps_engine._io import atomic_path
-from leaps_engine.engine import video_io
+from leaps_engine.cli import main as leaps_engine_cli
 from leaps_engine.engine.embedded.generator import CLASS_NAMES
+from leaps_engine.evaluation import evaluate_results
+from leaps_engine.outputs import video as video_files
 
 BASE = {"method": "leaps", "objective": "full", "distance": "jvs", "priming_layers": 1.0}
 # (table, row label, overrides of BASE); the BASE setting is shared by every table.
@@ -93,24 +93,25 @@ def _slug(overrides: dict) -> str:
 
 
 def _synthesize(out: Path, setting: dict, stimulus_set: int, args: argparse.Namespace) -> None:
-    """One run: every class, stimulus set ``stimulus_set`` (generated with its own seeds)."""
+    """One run of `leaps-engine synthesize`: every class, stimulus set ``stimulus_set`` (generated with its
+    own seeds)."""
     if (out / "result.json").exists():
         return  # finished earlier
+    command = ["synthesize", "--out", str(out), "--seed", str(1000 * (stimulus_set + 1)), "--device", args.device,
+               *[option for i in range(args.classes) for option in ("--class", str(i))],
+               *[option for key, value in setting.items() for option in (f"--{key.replace('_', '-')}", str(value))]]
+    for option, value in (("--steps", args.steps), ("--weights", args.weights),
+                          ("--verifier-weights", args.verifier_weights)):
+        if value is not None:
+            command += [option, str(value)]
     with contextlib.redirect_stdout(io.StringIO()):
-        run_synthesis(
-            model_name="embedded", weights=args.weights, classes=tuple(str(i) for i in range(args.classes)), stimuli=(),
-            steps=args.steps, size=None, seed=1000 * (stimulus_set + 1), device=args.device, out_dir=str(out),
-            lambda_first=None, lambda_last=None, r=None, distance=setting["distance"],
-            priming_layers=setting["priming_layers"], method=setting["method"], objective=setting["objective"],
-            verifier_name=None, verifier_weights=args.verifier_weights, snapshots=[], fps=5, dtype="auto", channels_last=False,
-            compile_step=False, cuda_graphs=False, kernels="auto",
-        )
+        leaps_engine_cli.main(command, prog_name="leaps-engine")
 
 
 def _evaluate(runs: Path, args: argparse.Namespace) -> list[dict]:
-    with contextlib.redirect_stdout(io.StringIO()):
-        return run_evaluate(paths=[str(runs)], evaluator=args.evaluator, device=args.device, output_format="json",
-                            group_by=GROUP_KEYS)
+    _, rows = evaluate_results([str(runs)], evaluator=args.evaluator, device=torch.device(args.device),
+                               group_by=GROUP_KEYS)
+    return rows
 
 
 def _write_figure(path: Path, leaps_runs: Path, args: argparse.Namespace) -> None:
@@ -123,7 +124,7 @@ def _write_figure(path: Path, leaps_runs: Path, args: argparse.Namespace) -> Non
         gap = torch.ones(3, 1, *video.shape[2:])  # a white frame between stimulus and synthesized
         rows.append((f"{clip['target_class']}: stimulus | LEAPS", torch.cat([stimulus, gap, video], dim=1)))
     with atomic_path(path) as temporary:
-        video_io.write_contact_sheet(temporary, rows, scale=2)
+        video_files.write_contact_sheet(temporary, rows, scale=2)
 
 
 def _report(rows: list[dict], figure: Path, args: argparse.Namespace, seconds: float) -> str:
@@ -158,7 +159,8 @@ def _table_row(label: str, row: dict) -> str:
     def score(value):
         return "-" if value is None else f"{value['mean']:.2f} ± {value['std']:.2f}"
 
-    frames = "-" if row.get("psnr_synthesized") is None else f"{row['psnr_synthesized']:.1f} / {row['ssim_synthesized']:.3f}"
+    frames = ("-" if row.get("psnr_synthesized") is None
+              else f"{row['psnr_synthesized']:.1f} / {row['ssim_synthesized']:.3f}")
     return (f"| {label} | {row['n_videos']} | {pct(row['top1_model'])} | {pct(row['top1_verifier'])} | "
             f"{pct(row['top1_evaluator'])} | {score(row['inception_score_model'])} | "
             f"{score(row['inception_score_verifier'])} | {frames} |")

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from leaps_engine._features import package_version
 from leaps_engine._io import atomic_path
 from leaps_engine.engine.embedded.generator import CLASS_NAMES
 from leaps_engine.sweep.manifest import Job, write_manifest
@@ -66,7 +67,7 @@ def main() -> None:
         f"Command: `{shlex.join(['python', 'benchmarks/sweep_throughput.py', *sys.argv[1:]])}`  ",
         (f"{len(jobs)} jobs ({len(CLASS_NAMES)} classes x {args.seeds} seeds), 8x32x32, steps {steps}, float32; "
          f"{cpus} CPUs ({platform.processor() or platform.machine()}), no GPU; torch {torch.__version__}, "
-         f"python {platform.python_version()}, ray {_version('ray')}.  "),
+         f"python {platform.python_version()}, ray {package_version('ray')}.  "),
         "Wall time of the whole `leaps-engine sweep run` command, start-up and file writing included.",
         "",
         "| configuration | options | minutes | videos / min |",
@@ -77,15 +78,6 @@ def main() -> None:
     with atomic_path(args.report) as temporary:
         Path(temporary).write_text("\n".join(lines))
     print("\n".join(lines))
-
-
-def _version(package: str) -> str:
-    from importlib import metadata
-
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return "not installed"
 
 
 if __name__ == "__main__":

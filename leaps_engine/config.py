@@ -10,13 +10,19 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from leaps_engine.errors import LeapsError
-from leaps_engine.kernels.priming import PRIMING_DISTANCES
+from leaps_engine.kernels.launch_plans import PRIMING_DISTANCES
 
 BN_STATS_MODES = ("video", "batch")
 METHODS = ("leaps", "deepdream", "am")
 OBJECTIVES = ("full", "prim", "prim+coh", "prim+feat")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 KERNEL_BACKENDS = ("auto", "triton", "compile", "eager")
+FORWARD_BACKENDS = ("torch", "onnxruntime", "tensorrt")  # the forward-only pass (leaps_engine.export.backends)
+BENCH_BACKENDS = ("reference", "eager", "compiled", "fused", "cuda-graphs")  # step implementations timed
+TABLE4_SIZES = ((8, 182, 182), (8, 224, 224), (16, 224, 224))  # x* sizes [T, H, W] of the paper's Table 4
+TABLE_FORMATS = ("md", "csv", "json")  # tables printed by bench, evaluate and sweep report
+EXPORT_FORMATS = ("onnx", "aoti")
+EXPORT_DTYPES = ("float32", "float16")
 
 
 @dataclass(frozen=True)
@@ -184,6 +190,13 @@ class SynthesisConfig:
                 raise LeapsError(f"{name} must be >= 0, got {getattr(self, name)}")
 
 
+# The SynthesisConfig fields that a run may override: each is one option of the command line
+# (leaps_engine.cli.options.setting_options) and one column of a sweep manifest (leaps_engine.sweep.manifest,
+# in this order); the other fields keep their defaults. A new setting: a field above, its name here, an option.
+SETTING_FIELDS = ("seed", "steps", "size", "method", "objective", "distance", "priming_layers", "lambda_first",
+                  "lambda_last", "r")
+
+
 def preset_for(model_name: str) -> Preset:
     """The preset of ``model_name`` (the generic default for models without one)."""
     return PRESETS.get(model_name, DEFAULT_PRESET)
@@ -208,6 +221,26 @@ class Acceleration:
     compile: bool = False
     cuda_graphs: bool = False
     kernels: str = "auto"
+
+    @property
+    def resolved(self) -> bool:
+        """Whether this is a record from :meth:`resolve` (a concrete dtype; compile on with CUDA graphs)."""
+        return self.dtype != "auto" and (self.compile or not self.cuda_graphs)
+
+    def resolve(self, device_type: str) -> Acceleration:
+        """The settings made concrete for a device (``"cpu"``, ``"cuda"``): ``auto`` becomes bfloat16 on CUDA
+        and float32 elsewhere, CUDA graphs turn compile on. The run resolves once and every part of it
+        (the step, the loss scaler, result.json) reads the record. Resolving a resolved record changes
+        nothing.
+
+        Raises:
+            LeapsError: an unknown dtype or kernel backend, or CUDA graphs asked for off CUDA.
+        """
+        self.validate()
+        if self.cuda_graphs and device_type != "cuda":
+            raise LeapsError(f"--cuda-graphs needs a CUDA device, got {device_type}")
+        dtype = self.dtype if self.dtype != "auto" else ("bfloat16" if device_type == "cuda" else "float32")
+        return dataclasses.replace(self, dtype=dtype, compile=self.compile or self.cuda_graphs)
 
     def validate(self) -> None:
         """Raise :class:`LeapsError` naming the first setting that cannot work."""

@@ -32,6 +32,36 @@ def verifier():
     return create_adapter("embedded_verifier")
 
 
+@pytest.fixture(scope="module")
+def cuda_model():
+    """The embedded classifier on CUDA (the test is skipped without a CUDA device)."""
+    from leaps_engine import create_adapter
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    return create_adapter("embedded", device="cuda")
+
+
+@pytest.fixture(scope="module")
+def cuda_verifier():
+    """The embedded verifier on CUDA (the test is skipped without a CUDA device)."""
+    from leaps_engine import create_adapter
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    return create_adapter("embedded_verifier", device="cuda")
+
+
+@pytest.fixture(scope="module")
+def ieee_float32_convolutions():
+    """cuDNN convolutions without TF32 for the module (float32 comparisons between eager and compiled
+    layouts differ by ~1e-3 with TF32)."""
+    saved = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32 = saved
+
+
 @pytest.fixture(scope="session", autouse=True)
 def export_cache(tmp_path_factory):
     """Point ``LEAPS_ENGINE_CACHE`` at a folder of this session (one ONNX export per graph for all tests)."""

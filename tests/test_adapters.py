@@ -81,7 +81,7 @@ def test_adapter_logits_taps_and_frozen_gradients(name):
     count, last_channels = EXPECTED_TAPS[name]
     assert len(taps) == len(adapter.taps) == count
     frames = spec.frames if spec.fixed_size else x.shape[2]
-    for tap_name, tap in zip(adapter.taps, taps):
+    for tap_name, tap in zip(adapter.taps, taps, strict=True):
         assert tap.ndim == 4 and tap.shape[0] == 2, tap_name
         assert tap.shape[1] == _channels(raw[tap_name], adapter.tap_format), tap_name
         assert 1 <= tap.shape[2] <= frames and tap.shape[3] >= 1, tap_name

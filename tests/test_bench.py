@@ -9,6 +9,7 @@ import torch
 from click.testing import CliRunner
 
 from leaps_engine.cli import main
+from leaps_engine.config import BENCH_BACKENDS
 from leaps_engine.engine.latency import measure_latency
 
 JSON_KEYS = {"model", "resolution", "batch", "backend", "dtype", "forward_ms", "backward_ms", "step_ms", "peak_mem_mb"}
@@ -51,7 +52,7 @@ def test_bench_json_contract(tmp_path):
     assert [(r["resolution"], r["backend"]) for r in rows] == [
         ("4x16x16", "reference"), ("4x16x16", "eager"), ("4x24x24", "reference"), ("4x24x24", "eager")]
     for row in rows:
-        assert JSON_KEYS <= set(row)
+        assert set(row) >= JSON_KEYS
         assert row["model"] == "embedded" and row["batch"] == 2 and row["dtype"] == "float32"
         assert row["step_ms"] > 0 and row["forward_ms"] > 0 and row["backward_ms"] > 0
 
@@ -83,3 +84,16 @@ def test_bench_bad_input_is_one_line(args, message, tmp_path):
     assert result.exit_code == 2
     assert message in result.stderr and result.stderr.count("\n") == 1
     assert not out.exists()
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("backend", BENCH_BACKENDS)
+def test_latency_backends_run_on_cuda(cuda_model, backend):
+    model = cuda_model
+    row = measure_latency(model, model, (8, 64, 64), 2, backend, "bfloat16", iters=3, warmup=2)
+    assert row.skipped is None and row.iters == 3 and row.device.startswith("cuda")
+    assert row.dtype == ("float16" if backend == "reference" else "bfloat16")
+    for phase in ("forward", "backward", "step"):
+        assert getattr(row, f"{phase}_ms") > 0
+    assert row.peak_mem_mb > 0
+    assert all(not p.requires_grad and p.grad is None for p in model.parameters())

@@ -38,7 +38,7 @@ def test_synthesize_end_to_end_writes_every_output(tmp_path):
     clips = summary["clips"]
     assert [c["target_index"] for c in clips] == [2, 4]
     for clip in clips:
-        assert RESULT_KEYS <= set(clip)
+        assert set(clip) >= RESULT_KEYS
         for key in ("mp4", "gif", "contact_sheet", "tensor"):
             assert (out / clip[key]).stat().st_size > 0
         assert len(clip["snapshots"]) == 2 and all((out / p).exists() for p in clip["snapshots"])
@@ -70,7 +70,7 @@ def _write(path: Path, data: bytes) -> Path:
 
 
 def _truncated_mp4(tmp_path: Path) -> Path:
-    from leaps_engine.engine import video_io
+    from leaps_engine.outputs import video as video_io
 
     full = tmp_path / "full.mp4"
     video_io.write_mp4(full, torch.rand(3, 12, 32, 32), fps=5)

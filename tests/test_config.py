@@ -5,8 +5,8 @@ import torch
 from torch import nn
 
 from leaps_engine import PRESETS, SynthesisConfig, create_adapter
+from leaps_engine.engine.adapters import list_adapters
 from leaps_engine.engine.adapters.base import record_inputs, record_outputs
-from leaps_engine.engine.adapters.registry import list_adapters
 
 
 def test_presets_carry_table_s1_values():

@@ -30,7 +30,7 @@ def test_clips_have_shape_range_and_are_deterministic():
     clips = generate_clips(labels, torch.Generator().manual_seed(1))
     assert clips.shape == (len(CLASS_NAMES), 3, CLIP_FRAMES, CLIP_SIZE, CLIP_SIZE)
     assert clips.dtype == torch.float32
-    assert 0.0 <= clips.min() and clips.max() <= 1.0
+    assert clips.min() >= 0.0 and clips.max() <= 1.0
     assert torch.equal(clips, generate_clips(labels, torch.Generator().manual_seed(1)))
     assert not torch.allclose(clips, generate_clips(labels, torch.Generator().manual_seed(2)))
     small = generate_clips(labels, torch.Generator().manual_seed(1), frames=4, size=20)

@@ -12,9 +12,11 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from leaps_engine.cli import _user_errors, main
-from leaps_engine.cli_evaluate import find_result_files, run_evaluate
+from leaps_engine.cli import main
+from leaps_engine.cli.console import user_errors as _user_errors
+from leaps_engine.cli.evaluate import run_evaluate
 from leaps_engine.errors import LeapsError
+from leaps_engine.outputs.results import find_result_files
 
 GROUP_KEYS = ["model", "method", "objective", "distance", "priming_layers", "verifier"]
 ROW_KEYS = {"method", "objective", "n_runs", "n_videos", "top1_model", "top5_model", "top1_verifier", "top5_verifier",

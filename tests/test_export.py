@@ -213,6 +213,6 @@ def test_import_leaps_engine_needs_no_export_package():
     import subprocess
 
     code = ("import sys; sys.modules.update(onnx=None, onnxruntime=None, onnxscript=None, tensorrt=None); "
-            "import leaps_engine, leaps_engine.export.backends, leaps_engine.cli_evaluate; print('ok')")
+            "import leaps_engine, leaps_engine.export.backends, leaps_engine.evaluation, leaps_engine.cli; print('ok')")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr

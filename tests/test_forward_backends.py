@@ -8,10 +8,10 @@ from click.testing import CliRunner
 
 from leaps_engine import SynthesisConfig, Target, synthesize
 from leaps_engine.cli import main
-from leaps_engine.cli_evaluate import run_evaluate
+from leaps_engine.cli.evaluate import run_evaluate
 from leaps_engine.engine.embedded.generator import generate_stimulus
 from leaps_engine.errors import LeapsError
-from leaps_engine.export import backends
+from leaps_engine.export import _exported
 from leaps_engine.export.backends import create_forward_backend, forward_problem
 
 pytest.importorskip("onnxruntime")
@@ -55,7 +55,7 @@ def test_a_second_backend_reuses_the_cached_export(model, onnxruntime_backend, m
     def no_export(*args, **kwargs):
         raise AssertionError("the cached ONNX file should have been used")
 
-    monkeypatch.setattr(backends, "export_onnx", no_export)
+    monkeypatch.setattr(_exported, "export_onnx", no_export)
     again = create_forward_backend("onnxruntime", model, weights="embedded")
     torch.testing.assert_close(again.logits(video), onnxruntime_backend.logits(video))
 

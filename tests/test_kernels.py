@@ -278,3 +278,66 @@ def test_import_and_references_work_without_triton():
     )
     result = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+# ---- low precision on a CUDA device, against torch's own eager math (`pytest -m gpu`) ----------------------
+# (B, C, T, H, W): odd, not powers of two, several chunks per video in both kernels' stage 1.
+MEDIUM_SHAPE = (3, 96, 5, 23, 29)
+PRIMING_WEIGHT = 0.7
+
+
+def _medium_activation(layout):
+    """``[B, C, T, H, W]`` float32 with per-channel offsets, contiguous or channels_last_3d."""
+    generator = torch.Generator("cuda").manual_seed(0)
+    x = 2.0 * torch.randn(MEDIUM_SHAPE, device="cuda", generator=generator)
+    x = x + torch.randn((1, MEDIUM_SHAPE[1], 1, 1, 1), device="cuda", generator=generator)
+    return x.contiguous(memory_format=torch.channels_last_3d) if layout == "channels_last" else x
+
+
+def _loss_and_leaf_grad(loss_fn, x, grad_output):
+    """``(loss [B], x.grad)`` after ``loss.backward(grad_output)`` on a leaf copy of ``x``."""
+    leaf = x.detach().requires_grad_()
+    loss = loss_fn(leaf)
+    loss.backward(grad_output)
+    return loss.detach(), leaf.grad
+
+
+def _loss_pair(loss):
+    """``(reference, kernel, to_input)`` for one loss, each taking the activation-derived input."""
+    generator = torch.Generator("cuda").manual_seed(1)
+    batch, channels = MEDIUM_SHAPE[:2]
+    if loss == "priming":
+        target = torch.randn((batch, channels), device="cuda", generator=generator)
+        return (lambda tap: PRIMING_WEIGHT * tap_priming_loss_ref(tap, target, "jvs"),
+                lambda tap: tap_priming_loss_triton(tap, target, PRIMING_WEIGHT),
+                lambda x: x.flatten(3))  # [B, C, T, H*W]
+    running_mean = torch.randn(channels, device="cuda", generator=generator)
+    running_var = torch.rand(channels, device="cuda", generator=generator) + 0.5
+    return (lambda a: bn_statistics_loss_ref(a, running_mean, running_var, True),
+            lambda a: bn_statistics_loss_triton(a, running_mean, running_var),
+            lambda x: x)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not CUDA, reason="needs a CUDA device")
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bfloat16", "float16"])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("loss", ["priming", "bn_stats"])
+def test_low_precision_kernels_err_at_most_twice_torch(loss, layout, dtype):
+    """Against the float32 reference on the float32 input, the kernel on the rounded input may err at
+    most twice as much as torch's eager reference on that same rounded input."""
+    reference, kernel, to_input = _loss_pair(loss)
+    x32 = _medium_activation(layout)
+    x = x32.to(dtype)  # keeps the memory format
+    grad_output = torch.rand(MEDIUM_SHAPE[0], device="cuda", generator=torch.Generator("cuda").manual_seed(2)) + 0.5
+    expected = _loss_and_leaf_grad(reference, to_input(x32), grad_output)
+    torch_at_dtype = _loss_and_leaf_grad(reference, to_input(x), grad_output)
+    fused = _loss_and_leaf_grad(kernel, to_input(x), grad_output)
+    assert fused[0].dtype == torch.float32 and fused[1].dtype == dtype
+    assert fused[1].stride() == to_input(x).stride()
+    for kernel_value, torch_value, want in zip(fused, torch_at_dtype, expected, strict=True):
+        assert torch.isfinite(kernel_value).all() and kernel_value.abs().max() > 0  # not the all-zero failure
+        scale = want.abs().max().item()
+        kernel_error = (kernel_value.float() - want).abs().max().item()
+        torch_error = (torch_value.float() - want).abs().max().item()
+        assert kernel_error <= 2.0 * torch_error + 1e-5 * scale, (kernel_error, torch_error, scale)

@@ -39,7 +39,7 @@ def test_at_its_preset_size_every_model_gets_the_stimulus_at_that_size_and_a_coh
     if spec.fixed_size:
         assert seen == (spec.frames, spec.crop_size, spec.crop_size)
     else:  # as given, or raised to the model's minimum (csn_r101 needs 25 frames)
-        assert seen == tuple(max(a, b) for a, b in zip(size, (spec.min_frames, spec.min_size, spec.min_size)))
+        assert seen == tuple(max(a, b) for a, b in zip(size, (spec.min_frames, spec.min_size, spec.min_size), strict=True))
     tap = coherence_tap(adapter, size)
     assert tap is not None and adapter.tap_shapes(size)[tap][1] >= 2
     if adapter.tap_shapes(size)[adapter.taps[-1]][1] >= 2:

@@ -1,5 +1,6 @@
 """The lean step: same losses as the authors'-style reference, frozen weights, hooks that go away,
-and every kernel backend, dtype and memory format giving the same synthesis."""
+and every kernel backend, dtype and memory format giving the same synthesis, on the CPU and (marked
+``gpu``, skipped without one) on a CUDA device."""
 
 import os
 import subprocess
@@ -8,19 +9,22 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import assert_same_losses, short_synthesis
 
-from leaps_engine import SynthesisConfig, Target, synthesize
+from leaps_engine import SynthesisConfig
 from leaps_engine.config import Acceleration
-from leaps_engine.engine.embedded.generator import generate_stimulus
 from leaps_engine.engine.latency import ReferenceStep
 from leaps_engine.engine.step import LeapsObjective, priming_taps
 from leaps_engine.errors import LeapsError
+from leaps_engine.kernels import priming, registry
 from leaps_engine.kernels._triton import TRITON_AVAILABLE
+from leaps_engine.kernels.priming import tap_priming_loss_ref
 from leaps_engine.kernels.registry import select_kernels, triton_problem
 
 SIZE = (4, 16, 16)
 TERMS = ("total", "ce", "priming", "coherence", "feature", "prior")
 TRACE_SCRIPT = Path(__file__).with_name("trace_fused_step.py")
+CUDA_TERMS = ("total", "ce", "priming", "coherence", "feature")
 
 def _config(**overrides):
     return SynthesisConfig.from_preset("embedded", size=SIZE, **overrides)
@@ -46,7 +50,7 @@ def test_lean_step_matches_the_reference_step(model, verifier, self_verifier):
     net = model if self_verifier else verifier
     with ReferenceStep(model, net, _config(), means, targets) as reference:
         _, expected = reference(video)
-    with LeapsObjective(model, net, _config(), means, targets, Acceleration(kernels="eager")) as lean:
+    with LeapsObjective(model, net, _config(), means, targets, Acceleration(kernels="eager").resolve("cpu")) as lean:
         _, losses = lean(video)
     for term in TERMS:
         torch.testing.assert_close(losses[term], expected[term].detach(), rtol=1e-5, atol=1e-6)
@@ -58,7 +62,7 @@ def test_lean_step_computes_input_gradients_only_and_removes_its_hooks(model, ve
     video, means, targets = _inputs(model)
     video.requires_grad_(True)
     hooks_before = _forward_hook_count(model) + _forward_hook_count(verifier)
-    with LeapsObjective(model, verifier, _config(), means, targets, Acceleration(kernels="eager")) as lean:
+    with LeapsObjective(model, verifier, _config(), means, targets, Acceleration(kernels="eager").resolve("cpu")) as lean:
         assert _forward_hook_count(model) + _forward_hook_count(verifier) > hooks_before
         _, losses = lean(video)
         losses["total"].sum().backward()
@@ -77,8 +81,7 @@ def test_reference_step_turns_weight_gradients_on_then_off(model):
 
 
 def _short_run(model, verifier, acceleration, steps=3):
-    target = Target(2, generate_stimulus(2, seed=1, size=SIZE[1]))
-    return synthesize(model, [target], verifier=verifier, config=_config(steps=steps), acceleration=acceleration)
+    return short_synthesis(model, verifier, acceleration, steps=steps, size=SIZE)
 
 
 @pytest.fixture(scope="module")
@@ -87,8 +90,7 @@ def eager_run(model, verifier):
 
 
 def _assert_same_losses(result, expected, rtol=1e-4, atol=1e-5):
-    for term in TERMS:
-        torch.testing.assert_close(result.history[term], expected.history[term], rtol=rtol, atol=atol)
+    assert_same_losses(result, expected, TERMS, rtol, atol)
 
 
 def test_compile_kernels_give_the_eager_losses(model, verifier, eager_run):
@@ -152,3 +154,65 @@ def test_compiled_step_with_fused_kernels_is_one_graph(model):
     graphs, priming_ops, bn_ops = map(int, result.stdout.split())
     bn_layers = sum(isinstance(m, torch.nn.BatchNorm3d) for m in model.modules())
     assert (graphs, priming_ops, bn_ops) == (1, len(priming_taps(model, _config())), bn_layers)
+
+
+# ---- the same on a CUDA device (`pytest -m gpu`) ----------------------------------------------------------
+# float32 comparisons run with TF32 convolutions off: cuDNN's TF32 default differs by ~1e-3 between the
+# eager and compiled layouts.
+
+
+def _cuda_run(model, verifier, acceleration):
+    if acceleration.compile or acceleration.cuda_graphs:
+        torch.compiler.reset()  # a fresh graph: past dynamo's recompile limit the step would run eager
+    return short_synthesis(model, verifier, acceleration, steps=4)
+
+
+@pytest.fixture(scope="module")
+def cuda_eager_run(cuda_model, cuda_verifier, ieee_float32_convolutions):
+    return _cuda_run(cuda_model, cuda_verifier, Acceleration(kernels="eager", dtype="float32"))
+
+
+@pytest.mark.parametrize(
+    ("acceleration", "backend"),
+    [
+        (Acceleration(kernels="triton", dtype="float32"), "triton"),
+        (Acceleration(kernels="compile", dtype="float32"), "compile"),
+        (Acceleration(compile=True, kernels="triton", dtype="float32"), "triton"),  # the fused backend
+        (Acceleration(compile=True, cuda_graphs=True, dtype="float32"), "triton"),  # auto: Triton on CUDA
+    ],
+    ids=["triton", "compile", "compiled-step-triton", "cuda-graphs"],
+)
+@pytest.mark.usefixtures("ieee_float32_convolutions")
+@pytest.mark.gpu
+def test_cuda_backends_give_the_eager_losses(cuda_model, cuda_verifier, cuda_eager_run, acceleration, backend):
+    result = _cuda_run(cuda_model, cuda_verifier, acceleration)
+    assert result.kernels == backend
+    assert_same_losses(result, cuda_eager_run, CUDA_TERMS, float32=True)
+    assert float(cuda_eager_run.history["feature"][0].min()) > 0  # R_feat is in play
+
+
+@pytest.mark.parametrize("kernels", ["eager", "triton"])
+@pytest.mark.usefixtures("ieee_float32_convolutions")
+@pytest.mark.gpu
+def test_cuda_bfloat16_networks_keep_float32_losses_close_to_float32(cuda_model, cuda_verifier, cuda_eager_run,
+                                                                      kernels):
+    result = _cuda_run(cuda_model, cuda_verifier, Acceleration(kernels=kernels, dtype="bfloat16"))
+    assert all(result.history[term].dtype == torch.float32 for term in CUDA_TERMS)
+    assert all(torch.isfinite(result.history[term]).all() for term in CUDA_TERMS)
+    first = {term: values[0] for term, values in result.history.items()}
+    torch.testing.assert_close(first["ce"], cuda_eager_run.history["ce"][0], rtol=0.1, atol=0.05)
+    torch.testing.assert_close(first["priming"], cuda_eager_run.history["priming"][0], rtol=0.05, atol=0.02)
+
+
+@pytest.mark.usefixtures("ieee_float32_convolutions")
+@pytest.mark.gpu
+def test_cuda_auto_checks_the_fused_losses_and_falls_back_to_compile(cuda_model, cuda_verifier, cuda_eager_run,
+                                                                     monkeypatch):
+    """A fused loss that disagrees with its reference on the run's own taps is dropped for the process."""
+    monkeypatch.setattr(registry, "_triton_failure", None)
+    monkeypatch.setattr(priming, "tap_priming_loss_triton",
+                        lambda tap, target, weight: 1.1 * weight * tap_priming_loss_ref(tap, target, "jvs"))
+    with pytest.warns(registry.KernelFallbackWarning, match="JVS priming"):
+        result = _cuda_run(cuda_model, cuda_verifier, Acceleration(compile=True, kernels="auto", dtype="float32"))
+    assert result.kernels == "compile" and "loss differs" in result.kernels_fallback
+    assert_same_losses(result, cuda_eager_run, CUDA_TERMS, float32=True)

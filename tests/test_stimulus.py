@@ -54,7 +54,7 @@ def test_video_containers_decode_centred_strided_clip(tmp_path, suffix):
         warnings.simplefilter("error", StimulusWarning)
         clip = load_stimulus(path, make_spec(frames=4, rate=3, crop=32))
     assert clip.shape == (3, 4, 32, 32) and clip.dtype == torch.float32
-    assert 0 <= clip.min() and clip.max() <= 1
+    assert clip.min() >= 0 and clip.max() <= 1
     # 20 frames, a 12-frame clip centred: frames 4..15, every 3rd
     assert frame_indices(clip) == [4, 7, 10, 13]
 

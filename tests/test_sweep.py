@@ -282,3 +282,21 @@ def test_ray_sweep_killed_part_way_completes_on_rerun_like_in_process(tmp_path):
         clip = json.loads(path.read_text())["clips"][0]
         assert Path(path.parent / clip["mp4"]).stat().st_size > 0
     assert not any((ray_out / PARTIAL_DIR).glob("*")), "leftovers of the killed sweep remain"
+
+
+def test_a_batch_decodes_each_stimulus_once(tmp_path, monkeypatch):
+    from leaps_engine.engine import stimulus as stimulus_module
+    from leaps_engine.engine.embedded.generator import generate_stimulus
+    from leaps_engine.sweep import batches
+
+    paths = []
+    for index in range(2):
+        paths.append(tmp_path / f"clip{index}.pt")
+        torch.save(generate_stimulus(index, seed=index), paths[-1])
+    decoded = []
+    real_load = stimulus_module._load_tensor_file
+    monkeypatch.setattr(stimulus_module, "_load_tensor_file", lambda path: decoded.append(path) or real_load(path))
+    jobs = [Job(str(index), stimulus=(str(path),), seed=index, steps=STEPS) for index, path in enumerate(paths)]
+    outcomes = batches.run_batch(jobs, tmp_path / "out")
+    assert [outcome.status for outcome in outcomes] == ["done", "done"]
+    assert sorted(decoded) == sorted(paths)

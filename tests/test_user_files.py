@@ -131,7 +131,7 @@ def _set_display_matrix(path, a, b, c, d):
     box = data.find(b"tkhd")
     version = data[box + 4]
     matrix = box + 8 + (28 if version == 1 else 20) + 8 + 8
-    for offset, value in zip((0, 4, 12, 16), (a, b, c, d)):
+    for offset, value in zip((0, 4, 12, 16), (a, b, c, d), strict=True):
         data[matrix + offset: matrix + offset + 4] = struct.pack(">i", int(value * 65536))
     path.write_bytes(bytes(data))
     return path

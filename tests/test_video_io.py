@@ -7,9 +7,10 @@ import torch
 from PIL import Image
 
 from leaps_engine._io import atomic_path
-from leaps_engine.engine import video_io
 from leaps_engine.engine.stimulus import read_video_frames
-from leaps_engine.engine.video_io import (
+from leaps_engine.errors import LeapsError
+from leaps_engine.outputs import video as video_io
+from leaps_engine.outputs.video import (
     SHEET_GAP,
     SHEET_LABEL_HEIGHT,
     SHEET_MARGIN,
@@ -20,7 +21,6 @@ from leaps_engine.engine.video_io import (
     write_mp4,
     write_tensor,
 )
-from leaps_engine.errors import LeapsError
 
 av = pytest.importorskip("av", reason="PyAV is not installed (the GPU suite runs without it)")
 
@@ -190,7 +190,7 @@ def test_the_engine_imports_without_pyav_and_video_files_then_name_it(tmp_path):
         "import sys\n"
         "sys.modules['av'] = None  # as if PyAV were not installed\n"
         "import torch, leaps_engine\n"
-        "from leaps_engine.engine import video_io\n"
+        "from leaps_engine.outputs import video as video_io\n"
         "from leaps_engine.errors import LeapsError\n"
         "try:\n"
         f"    video_io.write_mp4({str(tmp_path / 'x.mp4')!r}, torch.rand(3, 2, 8, 8))\n"

@@ -14,8 +14,9 @@ Backends:
 
 One iteration is forward (x* -> every loss term), backward (input gradient), and the Adam update with
 the pixel clamp. :func:`measure_forward_latency` times the forward-only work instead (logits of a batch,
-no gradients) through a forward backend: torch, ONNX Runtime or TensorRT. Each phase is timed between device synchronisations; warm-up (and compilation) is
-timed separately and never mixed into the figures; peak memory is taken over two more iterations.
+no gradients) through a forward backend: torch, ONNX Runtime or TensorRT. Each phase is timed between
+device synchronisations; warm-up (and compilation) is timed separately and never mixed into the figures;
+peak memory is taken over two more iterations.
 """
 
 from __future__ import annotations
@@ -27,10 +28,11 @@ from dataclasses import dataclass
 
 import torch
 
-from leaps_engine.config import Acceleration, SynthesisConfig, preset_for
+from leaps_engine.config import BENCH_BACKENDS, Acceleration, SynthesisConfig, preset_for
 from leaps_engine.engine import objectives
 from leaps_engine.engine.adapters import create_adapter, get_adapter_entry
 from leaps_engine.engine.adapters.base import VideoAdapter, record_inputs
+from leaps_engine.engine.forward import ForwardBackend
 from leaps_engine.engine.step import (
     LeapsObjective,
     coherence_tap,
@@ -40,12 +42,9 @@ from leaps_engine.engine.step import (
 )
 from leaps_engine.engine.synthesis import seconds_since
 from leaps_engine.errors import LeapsError
-from leaps_engine.export.backends import ForwardBackend
 
-BENCH_BACKENDS = ("reference", "eager", "compiled", "fused", "cuda-graphs")
 COMPILED_BACKENDS = ("compiled", "fused", "cuda-graphs")
 CUDA_BACKENDS = ("fused", "cuda-graphs")
-TABLE4_SIZES = ((8, 182, 182), (8, 224, 224), (16, 224, 224))
 MEMORY_ITERATIONS = 2  # untimed iterations after the timed ones, over which peak memory is measured
 
 
@@ -92,8 +91,7 @@ def bench_weights(name: str, weights: str) -> str:
     own; anything else is passed on."""
     if weights != "default":
         return weights
-    entry = get_adapter_entry(name)
-    return entry.pretrained if entry.family == "embedded" else "random"
+    return get_adapter_entry(name).bench_weights
 
 
 def bench_verifier(model: VideoAdapter, choice: str, device: torch.device) -> VideoAdapter | None:
@@ -220,7 +218,7 @@ def _step_for(backend, model, verifier, config, stimulus_means, targets, dtype):
     if backend == "reference":
         return ReferenceStep(model, verifier, config, stimulus_means, targets)
     acceleration = Acceleration(dtype=dtype, compile=backend in COMPILED_BACKENDS, cuda_graphs=backend == "cuda-graphs",
-                                kernels="triton" if backend in CUDA_BACKENDS else "eager")
+                                kernels="triton" if backend in CUDA_BACKENDS else "eager").resolve(targets.device.type)
     return LeapsObjective(model, verifier, config, stimulus_means, targets, acceleration)
 
 
@@ -313,11 +311,10 @@ class ReferenceStep:
         priming = objectives.priming_loss([taps[t] for t in self.priming_taps], self.stimulus_means,
                                           self.weights, self.config.distance)
         coherence = (objectives.temporal_coherence(taps[self.coherence_tap], self.config.coherence_margin)
-                     if self.coherence_tap else torch.zeros_like(ce))
-        feature = objectives.feature_statistics_loss(bn_inputs) if bn_inputs else torch.zeros_like(ce)
-        total = ce + priming + self.config.r * (coherence + feature)
-        return logits, {"total": total, "ce": ce, "priming": priming, "coherence": coherence, "feature": feature,
-                        "prior": torch.zeros_like(ce)}
+                     if self.coherence_tap else None)
+        feature = objectives.feature_statistics_loss(bn_inputs) if bn_inputs else None
+        return logits, objectives.compose("leaps", self.config.r, ce, priming=priming, coherence=coherence,
+                                          feature=feature)
 
 
 class _PeakMemory:

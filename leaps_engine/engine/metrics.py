@@ -1,6 +1,6 @@
 """Evaluation metrics for synthesized videos: accuracy, Inception Score and consecutive-frame similarity.
 
-Pure functions on tensors; the ``leaps-engine evaluate`` job (:mod:`leaps_engine.cli_evaluate`) feeds them.
+Pure functions on tensors; the ``leaps-engine evaluate`` job (:mod:`leaps_engine.evaluation`) feeds them.
 
 * :func:`topk_accuracy`, :func:`mean_target_probability`: how often a network recognises the target
   class. A target of ``-1`` means "this class does not exist for that network" and always counts as wrong.

@@ -11,6 +11,8 @@
   BatchNorm layers (Eq. 3).
 
 The baselines of Table 1 add pixel priors: :func:`total_variation` and :func:`l2_prior`.
+:func:`compose` sums the terms of a method into the total (Eq. 4 for LEAPS): the one place that does,
+used by the lean step and by the reference step of ``bench``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,33 @@ import torch
 from torch import nn
 
 from leaps_engine.kernels.registry import EAGER_KERNELS, LossKernels
+
+LOSS_TERMS = ("total", "ce", "priming", "coherence", "feature", "prior")
+
+
+def compose(
+    method: str, r: float, ce: torch.Tensor, *, priming: torch.Tensor | None = None,
+    coherence: torch.Tensor | None = None, feature: torch.Tensor | None = None, prior: torch.Tensor | None = None,
+    target_logit: torch.Tensor | None = None,
+) -> dict[str, torch.Tensor]:
+    """Every term of :data:`LOSS_TERMS`, ``[B]`` each, with the total the method optimises; a term left out
+    (``None``) is 0.
+
+    * ``leaps``: ``total = CE + L_prim + r * (R_coh + R_feat)`` (Eq. 4);
+    * ``deepdream``: ``total = CE + prior`` (Table 1's 3D DeepDream: TV and L2 pixel priors);
+    * ``am``: ``total = -target_logit + prior`` (activation maximisation with L2 decay).
+    """
+    zeros = torch.zeros_like(ce)
+    terms = {"ce": ce, "priming": zeros if priming is None else priming,
+             "coherence": zeros if coherence is None else coherence,
+             "feature": zeros if feature is None else feature, "prior": zeros if prior is None else prior}
+    if method == "leaps":
+        total = ce + terms["priming"] + r * (terms["coherence"] + terms["feature"])
+    elif method == "deepdream":
+        total = ce + terms["prior"]
+    else:  # "am"
+        total = -target_logit + terms["prior"]
+    return {"total": total, **terms}
 
 
 def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

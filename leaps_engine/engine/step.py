@@ -29,20 +29,6 @@ from leaps_engine.kernels.registry import LossKernels, select_kernels
 AUTOCAST_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def resolve_dtype(acceleration: Acceleration, device: torch.device) -> torch.dtype:
-    """The autocast dtype: ``auto`` is bfloat16 on CUDA and float32 elsewhere."""
-    if acceleration.dtype == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    return AUTOCAST_DTYPES[acceleration.dtype]
-
-
-def check_acceleration(acceleration: Acceleration, device: torch.device) -> None:
-    """Raise :class:`LeapsError` when a setting cannot be met on ``device``."""
-    acceleration.validate()
-    if acceleration.cuda_graphs and device.type != "cuda":
-        raise LeapsError(f"--cuda-graphs needs a CUDA device, got {device.type}")
-
-
 class LeapsObjective:
     """The LEAPS objective for one batch: x* ``[B, 3, T, H, W]`` (model space) -> logits, terms ``[B]``.
 
@@ -53,7 +39,8 @@ class LeapsObjective:
         config: the method's settings.
         stimulus_means: per priming tap, the stimulus embeddings ``[B, C]`` (unused by the baselines).
         targets: class index per video ``[B]``.
-        acceleration: dtype, channels-last, compile and kernel choices.
+        acceleration: dtype, channels-last, compile and kernel choices, resolved for the device
+            (:meth:`Acceleration.resolve`; the run resolves them once).
     """
 
     def __init__(
@@ -66,7 +53,8 @@ class LeapsObjective:
         acceleration: Acceleration,
     ):
         device = targets.device
-        check_acceleration(acceleration, device)
+        if not acceleration.resolved:
+            raise ValueError("LeapsObjective takes resolved settings: Acceleration(...).resolve(device.type)")
         self.model = model
         uses_feature = config.method == "leaps" and config.objective in ("full", "prim+feat") and config.r > 0
         self.verifier = verifier if uses_feature else None
@@ -78,7 +66,7 @@ class LeapsObjective:
         self.coherence_tap = coherence_tap(model, config.size) if uses_coherence else None
         self.stimulus_means = list(stimulus_means)
         self.targets = targets
-        self.dtype = resolve_dtype(acceleration, device)
+        self.dtype = AUTOCAST_DTYPES[acceleration.dtype]
         self.channels_last = acceleration.channels_last
         self.kernels: LossKernels = select_kernels(acceleration.kernels, device)
         self._tap_outputs: dict[str, object] = {}
@@ -88,7 +76,7 @@ class LeapsObjective:
             for network in {id(n): n for n in (model, self.verifier) if n is not None}.values():
                 network.to(memory_format=torch.channels_last_3d)
         self._step = self._losses
-        compiled = acceleration.compile or acceleration.cuda_graphs
+        compiled = acceleration.compile
         # auto's first-use checks cannot run inside a traced graph: one eager pass runs them first.
         self._eager_first_pass = compiled and self.kernels.checks_first_use
         if compiled:
@@ -123,21 +111,18 @@ class LeapsObjective:
             if self.verifier is not None and self.verifier is not self.model:
                 self.verifier(self._memory_format(to_verifier_space(self.model, self.verifier, video)))
         ce = objectives.cross_entropy(logits, self.targets)
-        zeros = torch.zeros_like(ce)
-        terms = {"ce": ce, "priming": zeros, "coherence": zeros, "feature": zeros, "prior": zeros}
-        if self.config.method == "leaps":
-            terms = {**terms, **self._leaps_terms()}
-            total = ce + terms["priming"] + self.config.r * (terms["coherence"] + terms["feature"])
-        elif self.config.method == "deepdream":
-            terms["prior"] = (self.config.tv_weight * objectives.total_variation(video)
-                              + self.config.l2_weight * objectives.l2_prior(video))
-            total = ce + terms["prior"]
+        method, config = self.config.method, self.config
+        if method == "leaps":
+            terms = objectives.compose(method, config.r, ce, **self._leaps_terms())
+        elif method == "deepdream":
+            prior = config.tv_weight * objectives.total_variation(video) + config.l2_weight * objectives.l2_prior(video)
+            terms = objectives.compose(method, config.r, ce, prior=prior)
         else:  # "am": maximise the target logit
-            terms["prior"] = self.config.l2_weight * objectives.l2_prior(video)
-            total = -logits.float().gather(1, self.targets[:, None])[:, 0] + terms["prior"]
+            terms = objectives.compose(method, config.r, ce, prior=config.l2_weight * objectives.l2_prior(video),
+                                       target_logit=logits.float().gather(1, self.targets[:, None])[:, 0])
         self._tap_outputs.clear()  # drop references so nothing outlives the step
         self._bn_inputs.clear()
-        return logits, {"total": total, **terms}
+        return logits, terms
 
     def _leaps_terms(self) -> dict[str, torch.Tensor]:
         """L_prim, and R_coh and R_feat where the objective has them, from the captured activations."""

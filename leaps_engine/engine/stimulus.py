@@ -27,6 +27,7 @@ import pickle
 import re
 import warnings
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -36,9 +37,9 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.nn import functional as F
 
+from leaps_engine._features import require
 from leaps_engine._io import visible_entries
 from leaps_engine.engine.adapters.base import InputSpec
-from leaps_engine.engine.video_io import pyav
 
 if TYPE_CHECKING:
     import av
@@ -53,12 +54,27 @@ class StimulusWarning(UserWarning):
     """The stimulus was usable but had to be adapted (e.g. looped because it was too short)."""
 
 
+@dataclass(frozen=True)
+class LoadedStimulus:
+    """Pixels ``[3, T, H, W]`` in [0, 1] that :func:`load_stimulus` already sampled and fitted for ``spec``
+    and ``size``: loading them again for the same spec and size returns them as they are (a stimulus is
+    decoded once however many times a run asks for it)."""
+
+    pixels: torch.Tensor
+    spec: InputSpec
+    size: tuple[int, int, int]
+
+
 def load_stimulus(
-    source: str | Path | torch.Tensor, spec: InputSpec, size: tuple[int, int, int] | None = None
+    source: str | Path | torch.Tensor | LoadedStimulus, spec: InputSpec, size: tuple[int, int, int] | None = None
 ) -> torch.Tensor:
     """Pixels ``[3, T, H, W]`` float32 in [0, 1] (not normalised) for ``size = (T, H, W)``, by default the
     model's native clip; see the module docstring for the sampling and cropping rules."""
     frames_wanted, height, width = size or (spec.frames, spec.crop_size, spec.crop_size)
+    if isinstance(source, LoadedStimulus):
+        if (source.spec, source.size) != (spec, (frames_wanted, height, width)):
+            raise ValueError("a LoadedStimulus is loaded again only for the spec and size it was loaded for")
+        return source.pixels
     if min(frames_wanted, height, width) < 1:
         raise LeapsError(f"stimulus size must be three positive integers, got {frames_wanted}x{height}x{width}")
     clip = _ClipShape(spec, frames_wanted, height, width)
@@ -228,7 +244,7 @@ def _read_image(path: Path) -> torch.Tensor:
 def _decoded_frames(path: Path) -> Iterator[tuple[av.VideoFrame, Fraction]]:
     """Decode the first video stream of ``path``: each frame with the stream's sample aspect ratio (1 where
     unset); PyAV errors become :class:`LeapsError`."""
-    av = pyav()
+    av = require("av", "reading video files")
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
@@ -257,7 +273,7 @@ def _rgb(decoded: tuple[av.VideoFrame, Fraction], size: tuple[int, int] | None =
 
 
 def _video_fps(path: Path) -> float:
-    with pyav().open(str(path)) as container:
+    with require("av", "reading video files").open(str(path)) as container:
         stream = container.streams.video[0]
         rate = stream.average_rate or stream.guessed_rate
     return float(rate) if rate else 0.0

@@ -26,15 +26,15 @@ from torch import nn
 
 from leaps_engine.config import Acceleration, SynthesisConfig
 from leaps_engine.engine.adapters.base import VideoAdapter
-from leaps_engine.engine.embedded.generator import CLASS_NAMES, generate_stimulus
-from leaps_engine.engine.step import LeapsObjective, check_acceleration, priming_taps, resolve_dtype, to_verifier_space
-from leaps_engine.engine.stimulus import load_stimulus
+from leaps_engine.engine.class_names import class_index, class_key
+from leaps_engine.engine.forward import ForwardBackend, TorchForward
+from leaps_engine.engine.objectives import LOSS_TERMS
+from leaps_engine.engine.parameterization import PixelParameterization
+from leaps_engine.engine.step import LeapsObjective, priming_taps, to_verifier_space
+from leaps_engine.engine.stimulus import LoadedStimulus, load_stimulus
 from leaps_engine.errors import LeapsError, close_names
-from leaps_engine.export.backends import ForwardBackend, TorchForward
 
-LOSS_TERMS = ("total", "ce", "priming", "coherence", "feature", "prior")
-
-StimulusSource = str | os.PathLike | torch.Tensor
+StimulusSource = str | os.PathLike | torch.Tensor | LoadedStimulus
 
 
 @dataclass
@@ -44,8 +44,8 @@ class Target:
     ``stimulus`` is a path (video file, frame folder, saved tensor) or a tensor of pixels
     ``[3, T, H, W]`` in [0, 1]; a list primes with the mean embedding of several stimuli (Supp. S5).
     ``seed`` defaults to ``config.seed + position in the batch``. The baselines (``method`` deepdream or
-    am) use no stimulus; one given to them is only kept for display. For the embedded models a target
-    without a stimulus gets one generated (``generate_stimulus(class, seed)``).
+    am) use no stimulus; one given to them is only kept for display. For models that make their own
+    stimuli (the embedded ones: ``VideoAdapter.stimulus_source``) a target without one gets one generated.
     """
 
     label: str | int
@@ -81,20 +81,22 @@ class StepState:
     steps: int
     losses: dict[str, torch.Tensor]  # term -> [B], detached
     target_probs: torch.Tensor  # [B] model probability of each target class
-    _video: torch.Tensor = field(repr=False)
+    _video: Callable[[], torch.Tensor] = field(repr=False)  # x* in the model's space, computed on demand
     _spec_denormalize: Callable[[torch.Tensor], torch.Tensor] = field(repr=False)
 
     def videos(self) -> torch.Tensor:
         """The current videos as pixels in [0, 1], ``[B, 3, T, H, W]`` on the CPU."""
-        return self._spec_denormalize(self._video.detach()).clamp(0, 1).cpu()
+        with torch.no_grad():
+            return self._spec_denormalize(self._video().detach()).clamp(0, 1).cpu()
 
 
 @dataclass
 class SynthesisResult:
     """Synthesized videos ``[B, 3, T, H, W]`` in [0, 1], the stimuli shown to the model (first stimulus of
     each target, pixels ``[3, T, H, W]``, or ``None`` for a baseline run without one), the per-term
-    history (term -> ``[steps, B]``), final scores. ``kernels`` is the loss backend that served the
-    run's last step; ``kernels_fallback`` says why ``auto`` dropped the fused kernels, if it did."""
+    history (term -> ``[steps, B]``), final scores. ``acceleration`` is the run's resolved speed settings;
+    ``kernels`` is the loss backend that served the run's last step; ``kernels_fallback`` says why
+    ``auto`` dropped the fused kernels, if it did."""
 
     videos: torch.Tensor
     stimuli: list[torch.Tensor | None]
@@ -105,6 +107,7 @@ class SynthesisResult:
     taps: list[str]
     coherence_tap: str | None
     timing: dict[str, float] = field(default_factory=dict)
+    acceleration: Acceleration = field(default_factory=lambda: Acceleration().resolve("cpu"))
     kernels: str = "eager"
     kernels_fallback: str | None = None
 
@@ -113,17 +116,17 @@ Callback = Callable[[StepState], None]
 
 
 def resolve_class(label: str | int, class_names: Sequence[str], model_name: str) -> int:
-    """Index of a class given by name (case-insensitive) or index; raises :class:`LeapsError` otherwise."""
+    """Index of a class given by index or by name (:func:`class_index`); raises :class:`LeapsError` otherwise."""
     if isinstance(label, int) or (isinstance(label, str) and label.strip().lstrip("-").isdigit()):
         index = int(label)
         if not 0 <= index < len(class_names):
             raise LeapsError(f"class index {index} is out of range for {model_name} (0..{len(class_names) - 1})")
         return index
-    lowered = {name.lower(): i for i, name in enumerate(class_names)}
-    key = label.strip().lower().replace("_", " ")
-    if key in lowered:
-        return lowered[key]
-    raise LeapsError(f"unknown class {label!r} for {model_name}{close_names(key, list(lowered))}")
+    index = class_index(label, class_names)
+    if index is None:
+        raise LeapsError(f"unknown class {label!r} for {model_name}"
+                         f"{close_names(class_key(label), [class_key(name) for name in class_names])}")
+    return index
 
 
 def synthesize(
@@ -150,18 +153,18 @@ def synthesize(
     """
     config = config or SynthesisConfig.from_preset(model.name)
     config.validate()
-    acceleration = acceleration or Acceleration()
     if not targets:
         raise LeapsError("nothing to synthesize: no targets given")
     device = _device_of(model)
-    check_acceleration(acceleration, device)
+    acceleration = (acceleration or Acceleration()).resolve(device.type)
     if forward_backend is not None and forward_backend.adapter is not model:
-        raise LeapsError(f"the forward backend runs {forward_backend.adapter.name}, not the inverted model {model.name}")
+        raise LeapsError(f"the forward backend runs {forward_backend.adapter.name}, not the inverted model "
+                         f"{model.name}")
 
     class_indices = [resolve_class(t.label, model.spec.class_names, model.name) for t in targets]
-    if config.uses_stimulus and model.spec.class_names == CLASS_NAMES:  # the embedded domain makes its own
+    if config.uses_stimulus and model.stimulus_source is not None:  # a domain that makes its own stimuli
         targets = [t if t.stimulus is not None else dataclasses.replace(
-            t, stimulus=generate_stimulus(index, seed=config.seed + i if t.seed is None else t.seed))
+            t, stimulus=model.stimulus_source(index, config.seed + i if t.seed is None else t.seed))
             for i, (t, index) in enumerate(zip(targets, class_indices, strict=True))]
     if config.uses_stimulus:
         missing = [str(t.label) for t in targets if t.stimulus is None]
@@ -176,11 +179,10 @@ def synthesize(
     target_tensor = torch.tensor(class_indices, device=device)
 
     seeds = [config.seed + i if t.seed is None else t.seed for i, t in enumerate(targets)]
-    video = _initial_video(seeds, config.size, device).requires_grad_(True)  # [B, 3, T, H, W]
-    low, high = (bound.to(device) for bound in model.spec.pixel_bounds())
-    optimizer = torch.optim.Adam([video], lr=config.lr, betas=config.betas, fused=device.type == "cuda")
+    x_star = PixelParameterization(seeds, config.size, model.spec, device)
+    optimizer = torch.optim.Adam(x_star.parameters(), lr=config.lr, betas=config.betas, fused=device.type == "cuda")
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.steps, eta_min=0.0)
-    scaler = torch.amp.GradScaler(device.type, enabled=resolve_dtype(acceleration, device) == torch.float16)
+    scaler = torch.amp.GradScaler(device.type, enabled=acceleration.dtype == "float16")
     augment_generators = [torch.Generator().manual_seed(seed) for seed in seeds]
     # The whole run's history, allocated once on the device: nothing is kept per step, so memory does not
     # grow with the step count, and rows are written without a host sync.
@@ -192,14 +194,13 @@ def synthesize(
         for step in range(1, config.steps + 1):
             if acceleration.cuda_graphs:
                 torch.compiler.cudagraph_mark_step_begin()
-            logits, losses = objective(_augment(video, config, augment_generators))
+            logits, losses = objective(_augment(x_star.video(), config, augment_generators))
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(losses["total"].sum()).backward()
             scaler.step(optimizer)
             scaler.update()
             schedule.step()
-            with torch.no_grad():
-                video.clamp_(low, high)
+            x_star.project()
             target_probs = logits.detach().float().softmax(-1).gather(1, target_tensor[:, None])[:, 0]
             with torch.no_grad():  # copies: the next CUDA-graph replay may overwrite the step's outputs
                 for term, value in (*losses.items(), ("target_prob", target_probs)):
@@ -208,7 +209,7 @@ def synthesize(
                 timing["first_step_s"] = seconds_since(started, device)
                 started = time.perf_counter()
             recorded = {term: history[term][step - 1] for term in LOSS_TERMS}
-            state = StepState(step, config.steps, recorded, history["target_prob"][step - 1], video,
+            state = StepState(step, config.steps, recorded, history["target_prob"][step - 1], x_star.video,
                               model.spec.denormalize)
             for callback in callbacks:
                 callback(state)
@@ -216,7 +217,8 @@ def synthesize(
             timing["steps_per_s"] = (config.steps - 1) / seconds_since(started, device)
         kernels, kernels_fallback = objective.kernels.in_use()
 
-    final = video.detach()
+    with torch.no_grad():
+        final = x_star.video().detach()
     return SynthesisResult(
         videos=model.spec.denormalize(final).clamp(0, 1).cpu(),
         stimuli=[group[0] if group else None for group in stimulus_pixels],
@@ -227,6 +229,7 @@ def synthesize(
         taps=objective.priming_taps,
         coherence_tap=objective.coherence_tap,
         timing=timing,
+        acceleration=acceleration,
         kernels=kernels,
         kernels_fallback=kernels_fallback,
     )
@@ -272,12 +275,6 @@ def _stimulus_means(
         _, tap_means = forward.tap_means(batch, taps)  # tap -> [S, C]
         per_target.append([means.mean(dim=0) for means in tap_means])  # tap -> [C]
     return [torch.stack([target[i] for target in per_target]) for i in range(len(taps))]
-
-
-def _initial_video(seeds: Sequence[int], size: tuple[int, int, int], device: torch.device) -> torch.Tensor:
-    """N(0, 1) noise ``[B, 3, T, H, W]``, each video drawn on the CPU from its own seed (device-independent)."""
-    noise = [torch.randn((3, *size), generator=torch.Generator().manual_seed(seed)) for seed in seeds]
-    return torch.stack(noise).to(device)
 
 
 def _augment(video: torch.Tensor, config: SynthesisConfig, generators: list[torch.Generator]) -> torch.Tensor:

@@ -14,12 +14,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from importlib import metadata
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from leaps_engine._features import package_versions
 from leaps_engine.errors import LeapsError
 
 CACHE_ENV = "LEAPS_ENGINE_CACHE"
@@ -36,7 +36,8 @@ def cache_dir(kind: str) -> Path:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise LeapsError(f"cannot create the cache folder {folder} ({error.strerror or error}); set {CACHE_ENV}") from None
+        raise LeapsError(f"cannot create the cache folder {folder} ({error.strerror or error}); "
+                         f"set {CACHE_ENV}") from None
     return folder
 
 
@@ -76,13 +77,7 @@ def onnx_cache_key(
 
 def exporter_versions() -> dict[str, str]:
     """Versions of the packages that shape an exported graph ("missing" for one not installed)."""
-    versions = {}
-    for package in ("leaps-engine", "torch", "onnx", "onnxscript"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = "missing"
-    return versions
+    return package_versions(("leaps-engine", "torch", "onnx", "onnxscript"), missing="missing")
 
 
 def engine_cache_key(

@@ -13,11 +13,11 @@ import contextlib
 import io
 import json
 import warnings
-from importlib import metadata
 from pathlib import Path
 
 import torch
 
+from leaps_engine._features import package_version, require
 from leaps_engine._io import atomic_paths
 from leaps_engine.engine.adapters.base import VideoAdapter
 from leaps_engine.errors import LeapsError, one_line
@@ -33,24 +33,6 @@ from leaps_engine.export.graph import (
 from leaps_engine.export.parity import VERIFY_BATCHES, verify_against_eager
 
 ONNX_OPSET = 20  # the dynamo exporter's default, and the newest opset TensorRT 10.x parses
-
-
-def require(package: str, purpose: str):
-    """Import an optional package, or raise a :class:`LeapsError` that says how to install it."""
-    import importlib
-
-    try:
-        return importlib.import_module(package)
-    except ImportError:
-        hint = {"onnxscript": "onnx onnxscript", "onnx": "onnx onnxscript"}.get(package, package)
-        raise LeapsError(f"{purpose} needs the {package} package: pip install {hint} "
-                         f"(or pip install 'leaps-engine[{extra_for(package)}]')") from None
-
-
-def extra_for(package: str) -> str:
-    """The extra of this project that installs ``package``: ``gpu`` for TensorRT and ONNX Runtime's GPU
-    build, ``export`` for the CPU packages (never both: onnxruntime and onnxruntime-gpu clash)."""
-    return "gpu" if package in ("tensorrt", "onnxruntime-gpu") else "export"
 
 
 def export_onnx(
@@ -108,7 +90,7 @@ def verify_onnx(adapter: VideoAdapter, graph: GraphSpec, path: str | Path) -> tu
         return [torch.from_numpy(value) for value in session.run(list(graph.output_names), feed)]
 
     figures, widths = verify_against_eager(adapter, graph, run, f"the ONNX export of {adapter.name}")
-    return {"runtime": f"onnxruntime {metadata.version('onnxruntime')}", "provider": "CPUExecutionProvider",
+    return {"runtime": f"onnxruntime {package_version('onnxruntime')}", "provider": "CPUExecutionProvider",
             "batches": list(VERIFY_BATCHES), "outputs": figures}, widths
 
 

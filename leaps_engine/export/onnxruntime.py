@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from leaps_engine._features import require
 from leaps_engine.errors import LeapsError, one_line
-from leaps_engine.export.backends import ExportedForward
+from leaps_engine.export._exported import ExportedForward
 from leaps_engine.export.cache import cache_dir
 from leaps_engine.export.graph import INPUT_NAME, GraphSpec
-from leaps_engine.export.onnx import require
 
 NUMPY_DTYPES = {"float32": np.float32, "float16": np.float16}
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")

@@ -20,13 +20,13 @@ from pathlib import Path
 
 import torch
 
+from leaps_engine._features import require
 from leaps_engine._io import atomic_path
 from leaps_engine.engine.adapters.base import VideoAdapter
 from leaps_engine.errors import LeapsError
-from leaps_engine.export.backends import ExportedForward
+from leaps_engine.export._exported import ExportedForward
 from leaps_engine.export.cache import artifact_name, cache_dir, digest, engine_cache_key
 from leaps_engine.export.graph import DEFAULT_MAX_BATCH, INPUT_NAME, GraphSpec
-from leaps_engine.export.onnx import require
 
 OLDEST_SUPPORTED = 10
 STRONG_TYPING_ONLY = 11  # the first major version without weak typing

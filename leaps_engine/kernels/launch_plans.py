@@ -27,6 +27,8 @@ NUM_WARPS = 4
 # Loss-input dtypes the launchers accept (torch's names); partial results are always float32.
 INPUT_DTYPES = ("float32", "bfloat16", "float16")
 JVS_EPS = 1e-8
+# Priming distances (paper Eq. 1 is jvs; the rest are the ablation of Table 2); the kernel takes jvs.
+PRIMING_DISTANCES = ("jvs", "cos", "l1", "l2")
 
 
 @dataclass(frozen=True)

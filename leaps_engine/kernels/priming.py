@@ -30,9 +30,7 @@ for a deterministic result and no [B, C, T, N] activation kept alive for backwar
 import torch
 
 from leaps_engine.kernels._triton import launch, register_triton_op, require_triton
-from leaps_engine.kernels.launch_plans import JVS_EPS, priming_plan
-
-PRIMING_DISTANCES = ("jvs", "cos", "l1", "l2")
+from leaps_engine.kernels.launch_plans import JVS_EPS, PRIMING_DISTANCES, priming_plan
 
 
 def jvs_ref(a: torch.Tensor, b: torch.Tensor, eps: float = JVS_EPS) -> torch.Tensor:

@@ -22,18 +22,13 @@ from pathlib import Path
 import torch
 
 from leaps_engine._io import atomic_path, deferred_interrupts, hold_point
-from leaps_engine.cli_synthesize import (
-    RESULT_FILE,
-    build_verifier,
-    class_slug,
-    hold_while_optimising,
-    run_summary,
-    write_clip,
-)
-from leaps_engine.config import Acceleration, SynthesisConfig
+from leaps_engine.config import SynthesisConfig
 from leaps_engine.engine.adapters import create_adapter, get_adapter_entry
+from leaps_engine.engine.stimulus import LoadedStimulus, load_stimulus
 from leaps_engine.engine.synthesis import Target, resolve_class, synthesize
 from leaps_engine.errors import LeapsError, one_line
+from leaps_engine.jobs import build_verifier, hold_while_optimising
+from leaps_engine.outputs.results import RESULT_FILE, class_slug, run_summary, write_clip
 from leaps_engine.sweep.manifest import Job
 
 RESULTS_DIR = "results"
@@ -86,7 +81,7 @@ def run_batch(jobs: list[Job], out: Path, device: str = "cpu", fps: int = 5) -> 
             outcomes[index] = _failure(job, error)
     ready = list(targets)
     together = _run_together([jobs[index] for index in ready], list(targets.values()), config, out, device, fps)
-    outcomes.update(zip(ready, together))
+    outcomes.update(zip(ready, together, strict=True))
     return [outcomes[index] for index in range(len(jobs))]
 
 
@@ -102,30 +97,22 @@ def remove_partial(out: Path) -> None:
 
 
 def _config(job: Job) -> SynthesisConfig:
-    return SynthesisConfig.from_preset(
-        job.model, steps=job.steps, size=job.size, seed=job.seed, lambda_first=job.lambda_first,
-        lambda_last=job.lambda_last, r=job.r, distance=job.distance, priming_layers=job.priming_layers,
-        method=job.method, objective=job.objective,
-    )
+    return SynthesisConfig.from_preset(job.model, seed=job.seed, **job.settings())
 
 
 def _target(job: Job, model_entry, config: SynthesisConfig) -> Target:
-    """The job's target, its stimuli checked now so that a bad one fails this job only."""
-    from leaps_engine.engine.stimulus import load_stimulus
-
+    """The job's target, its stimuli decoded now (once: synthesis takes the decoded pixels), so that a bad
+    one fails this job only."""
     label = resolve_class(job.label, model_entry.spec.class_names, job.model)
     if job.stimulus:
-        for path in job.stimulus:
-            load_stimulus(path, model_entry.spec, config.size)
-        stimulus = list(job.stimulus) if len(job.stimulus) > 1 else job.stimulus[0]
-        return Target(label, stimulus, seed=job.seed)
+        spec, size = model_entry.spec, config.size
+        stimuli = [LoadedStimulus(load_stimulus(path, spec, size), spec, size) for path in job.stimulus]
+        return Target(label, stimuli if len(stimuli) > 1 else stimuli[0], seed=job.seed)
     if not config.uses_stimulus:
         return Target(label, seed=job.seed)
-    if model_entry.family != "embedded":
+    if model_entry.stimulus_source is None:
         raise LeapsError(f"job {job.job_id}: {job.model} needs a stimulus")
-    from leaps_engine.engine.embedded.generator import generate_stimulus
-
-    return Target(label, generate_stimulus(label, seed=job.seed), seed=job.seed)
+    return Target(label, model_entry.stimulus_source(label, job.seed), seed=job.seed)
 
 
 def _run_together(jobs: list[Job], targets: list[Target], config: SynthesisConfig, out: Path, device: str,
@@ -161,7 +148,6 @@ class _BatchRun:
     weights: str
     verifier: object
     verifier_weights: str | None
-    acceleration: Acceleration
     result: object
     seconds: float
     device: torch.device
@@ -169,13 +155,10 @@ class _BatchRun:
 
 def _synthesize(first: Job, targets: list[Target], config: SynthesisConfig, device: torch.device) -> _BatchRun:
     model = create_adapter(first.model, weights=first.weights, device=device)
-    weights = first.weights or get_adapter_entry(first.model).pretrained
-    verifier, verifier_weights = build_verifier(model, first.weights, first.verifier, first.verifier_weights, device)
-    acceleration = Acceleration()
+    verifier, verifier_weights = build_verifier(model, first.verifier, first.verifier_weights, device)
     started = time.perf_counter()
-    result = synthesize(model, targets, verifier=verifier, config=config, acceleration=acceleration,
-                        callbacks=[hold_while_optimising])
-    return _BatchRun(model, weights, verifier, verifier_weights, acceleration, result,
+    result = synthesize(model, targets, verifier=verifier, config=config, callbacks=[hold_while_optimising])
+    return _BatchRun(model, model.weights, verifier, verifier_weights, result,
                      time.perf_counter() - started, device)
 
 
@@ -187,8 +170,7 @@ def _write_job(run: _BatchRun, index: int, job: Job, target: Target, config: Syn
         stimulus = " + ".join(job.stimulus) or (f"generated (seed {job.seed})" if target.stimulus is not None else None)
         clip = write_clip(run.result, index, partial / "clip", partial, fps, stimulus, [])
         summary = run_summary(run.model, run.weights, run.verifier, run.verifier_weights,
-                              config.replace(seed=job.seed), run.acceleration, run.result, [clip], run.seconds,
-                              run.device, "torch")
+                              config.replace(seed=job.seed), run.result, [clip], run.seconds, run.device, "torch")
         summary["job"] = {"id": job.job_id, **job.to_record(), "batch_size": len(run.result.videos)}
         with atomic_path(partial / RESULT_FILE) as temporary:
             temporary.write_text(json.dumps(summary, indent=2))

@@ -22,43 +22,30 @@ import dataclasses
 import hashlib
 import json
 import re
+import typing
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from leaps_engine._io import read_text, visible_entries
+from leaps_engine.config import SETTING_FIELDS, SynthesisConfig
 from leaps_engine.errors import LeapsError
 
 MANIFEST_SUFFIXES = (".csv", ".jsonl")
 STIMULUS_SEPARATOR = "|"
 
 
-@dataclass(frozen=True)
-class Job:
-    """One synthesized video: a class of a model, primed by ``stimulus`` (paths), from ``seed``."""
-
-    label: str
-    model: str = "embedded"
-    weights: str | None = None
-    stimulus: tuple[str, ...] = ()
-    seed: int = 0
-    steps: int | None = None
-    size: tuple[int, int, int] | None = None
-    method: str | None = None
-    objective: str | None = None
-    distance: str | None = None
-    priming_layers: float | None = None
-    lambda_first: float | None = None
-    lambda_last: float | None = None
-    r: float | None = None
-    verifier: str | None = None
-    verifier_weights: str | None = None
+class _JobMethods:
+    """What every :class:`Job` can do (its fields are declared below, from the settings of config.py)."""
 
     @property
     def job_id(self) -> str:
         """16 hex digits of the SHA-256 of the job's settings (stimulus paths absolute), stable across runs."""
         text = json.dumps(self.to_record(), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def settings(self) -> dict[str, object]:
+        """The job's :class:`SynthesisConfig` overrides (``None``: the preset's), seed apart."""
+        return {name: getattr(self, name) for name in SETTING_FIELDS if name != "seed"}
 
     def batch_key(self) -> tuple:
         """Jobs with equal keys can share one batch: everything but the class, stimuli and seed."""
@@ -77,9 +64,26 @@ class Job:
         return [(field.name, getattr(self, field.name)) for field in dataclasses.fields(self)]
 
 
+# The type of each setting, from SynthesisConfig's annotations (int, float, str, or a size tuple).
+SETTING_TYPES = {name: typing.get_type_hints(SynthesisConfig)[name] for name in SETTING_FIELDS}
+
+# One synthesized video: a class of a model, primed by ``stimulus`` (paths), from ``seed``, with every
+# setting of SETTING_FIELDS as a field of its own (None: the preset's; the seed defaults to 0).
+Job = dataclasses.make_dataclass(
+    "Job",
+    [("label", str), ("model", str, dataclasses.field(default="embedded")),
+     ("weights", str | None, dataclasses.field(default=None)),
+     ("stimulus", tuple[str, ...], dataclasses.field(default=())),
+     *[(name, SETTING_TYPES[name] if name == "seed" else SETTING_TYPES[name] | None,
+        dataclasses.field(default=0 if name == "seed" else None)) for name in SETTING_FIELDS],
+     ("verifier", str | None, dataclasses.field(default=None)),
+     ("verifier_weights", str | None, dataclasses.field(default=None))],
+    bases=(_JobMethods,), frozen=True,
+)
+Job.__module__ = __name__  # for pickling (Ray ships jobs to its workers)
+Job.__doc__ = "One synthesized video: a class of a model, primed by ``stimulus`` (paths), from ``seed``."
+
 COLUMNS = tuple("class" if field.name == "label" else field.name for field in dataclasses.fields(Job))
-_FLOATS = {"priming_layers", "lambda_first", "lambda_last", "r"}
-_INTS = {"seed", "steps"}
 
 
 def read_manifest(path: str | Path) -> list[Job]:
@@ -203,19 +207,20 @@ def _job_from_row(row: dict, path: Path, line: int) -> Job:
 
 
 def _parse_value(name: str, value: object, base: Path) -> object:
-    if name in _INTS:
+    if name == "stimulus":
+        paths = value if isinstance(value, list) else str(value).split(STIMULUS_SEPARATOR)
+        return tuple(str((base / str(p).strip()).resolve()) for p in paths if str(p).strip())
+    kind = SETTING_TYPES.get(name, str)
+    if kind is int:
         if isinstance(value, float) or not re.fullmatch(r"-?\d+", str(value)):
             raise ValueError(value)
         return int(value)
-    if name in _FLOATS:
+    if kind is float:
         return float(value)
-    if name == "size":
+    if kind is not str:  # the size, (T, H, W)
         parts = value if isinstance(value, list) else str(value).lower().split("x")
         size = tuple(int(part) for part in parts)
         if len(size) != 3:
             raise ValueError(value)
         return size
-    if name == "stimulus":
-        paths = value if isinstance(value, list) else str(value).split(STIMULUS_SEPARATOR)
-        return tuple(str((base / str(p).strip()).resolve()) for p in paths if str(p).strip())
     return str(value)

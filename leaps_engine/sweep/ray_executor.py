@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+from leaps_engine._features import require
 from leaps_engine.errors import LeapsError, one_line
 from leaps_engine.sweep.batches import JobOutcome, run_batch
 from leaps_engine.sweep.manifest import Job
@@ -22,10 +23,7 @@ def ray_executor(
 ) -> Executor:
     """An executor on the Ray cluster at ``address`` (``auto``, ``HOST:PORT``), or on a new local cluster
     (``local``, with ``local_cpus`` CPUs, default all); each task runs torch with ``threads`` threads."""
-    try:
-        import ray
-    except ImportError:
-        raise LeapsError('--ray-address needs Ray: pip install "leaps-engine[distributed]"') from None
+    ray = require("ray", "--ray-address")
     if gpus_per_task < 0 or cpus_per_task < 1:
         raise LeapsError(f"--gpus-per-task must be >= 0 and --cpus-per-task >= 1, got {gpus_per_task} and "
                          f"{cpus_per_task}")

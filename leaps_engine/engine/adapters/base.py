@@ -111,9 +111,13 @@ class VideoAdapter(nn.Module):
         taps: qualified module names, in forward order, whose outputs are the priming features; the last
             one is also used for temporal coherence.
         tap_format: layout of the tap outputs, a key of :data:`TAP_FORMATS`.
+        weights: the weights it was built with: its pretrained name, ``"random"`` or a checkpoint path.
+        stimulus_source: ``(class index, seed) -> pixels [3, T, H, W]`` for models whose domain makes its
+            own stimuli (the embedded ones), else ``None``.
     """
 
-    def __init__(self, name: str, spec: InputSpec, model: nn.Module, taps: Sequence[str], tap_format: str):
+    def __init__(self, name: str, spec: InputSpec, model: nn.Module, taps: Sequence[str], tap_format: str,
+                 weights: str = "random", stimulus_source: Callable[[int, int], torch.Tensor] | None = None):
         super().__init__()
         modules = dict(model.named_modules())
         for tap in taps:
@@ -126,6 +130,8 @@ class VideoAdapter(nn.Module):
         self.model = model
         self.taps = tuple(taps)
         self.tap_format = tap_format
+        self.weights = weights
+        self.stimulus_source = stimulus_source
         self.model.eval()
         self.model.requires_grad_(False)
 

@@ -12,8 +12,16 @@ from importlib import resources
 from torch import nn
 
 from leaps_engine.engine.adapters.base import InputSpec
-from leaps_engine.engine.adapters.registry import RANDOM_WEIGHTS, AdapterParts, load_checkpoint_into, register_adapter
-from leaps_engine.engine.embedded.generator import CLASS_NAMES, CLIP_FRAMES, CLIP_SIZE, PIXEL_MEAN, PIXEL_STD
+from leaps_engine.engine.adapters.registry import AdapterParts, register_adapter
+from leaps_engine.engine.adapters.weights import RANDOM_WEIGHTS, load_checkpoint_into
+from leaps_engine.engine.embedded.generator import (
+    CLASS_NAMES,
+    CLIP_FRAMES,
+    CLIP_SIZE,
+    PIXEL_MEAN,
+    PIXEL_STD,
+    generate_stimulus,
+)
 from leaps_engine.engine.embedded.networks import EmbeddedClassifier, EmbeddedEvaluator, EmbeddedVerifier
 
 PRETRAINED = "embedded"
@@ -45,19 +53,22 @@ def _build(model: nn.Module, weights: str, shipped_file: str, model_name: str) -
     return AdapterParts(model=model, taps=TAPS, tap_format="cthw")
 
 
-@register_adapter(family="embedded", spec=SPEC, pretrained=PRETRAINED)
+@register_adapter(family="embedded", spec=SPEC, pretrained=PRETRAINED, stimulus_source=generate_stimulus,
+                  bench_weights=PRETRAINED)
 def embedded(weights: str) -> AdapterParts:
     """Small 3D CNN trained on the embedded procedural action clips (8x32x32, 12 motions); the default."""
     return _build(EmbeddedClassifier(), weights, "classifier.pt", "embedded")
 
 
-@register_adapter(family="embedded", spec=SPEC, pretrained=PRETRAINED)
+@register_adapter(family="embedded", spec=SPEC, pretrained=PRETRAINED, stimulus_source=generate_stimulus,
+                  bench_weights=PRETRAINED)
 def embedded_verifier(weights: str) -> AdapterParts:
     """Residual (2+1)D verifier for the embedded model, trained on the same clips."""
     return _build(EmbeddedVerifier(), weights, "verifier.pt", "embedded_verifier")
 
 
-@register_adapter(family="embedded", spec=SPEC, pretrained=PRETRAINED)
+@register_adapter(family="embedded", spec=SPEC, pretrained=PRETRAINED, stimulus_source=generate_stimulus,
+                  bench_weights=PRETRAINED)
 def embedded_evaluator(weights: str) -> AdapterParts:
     """Independent GroupNorm evaluator for quality measurements, trained on its own clips; never a verifier."""
     return _build(EmbeddedEvaluator(), weights, "evaluator.pt", "embedded_evaluator")

@@ -9,13 +9,15 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from torch import nn
-from torchvision.models._meta import _KINETICS400_CATEGORIES
+from torchvision.models import video
 
-from leaps_engine.engine.adapters.registry import RANDOM_WEIGHTS, load_checkpoint_into
+from leaps_engine.engine.adapters.weights import RANDOM_WEIGHTS, load_checkpoint_into
 from leaps_engine.errors import LeapsError, one_line
 
 KINETICS400 = "kinetics400"
-KINETICS400_CLASSES: tuple[str, ...] = tuple(_KINETICS400_CATEGORIES)
+# The 400 class names in label order, from torchvision's public weights metadata (every Kinetics-400
+# weights enum carries the same list).
+KINETICS400_CLASSES: tuple[str, ...] = tuple(video.R3D_18_Weights.KINETICS400_V1.meta["categories"])
 
 # The normalisation of the PySlowFast / pytorchvideo Kinetics models (also torchvision's MViT ports).
 # torchvision's own video models carry theirs in their weights' transforms.

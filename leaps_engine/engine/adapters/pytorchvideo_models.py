@@ -19,8 +19,8 @@ size at least that kernel's receptive field (``min_frames`` x ``min_size``, foun
 
 from __future__ import annotations
 
-import warnings
 import numbers
+import warnings
 from collections.abc import Callable
 
 from torch import nn

@@ -10,8 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from torch import nn
-from torchvision.models import video
-from torchvision.models._api import WeightsEnum
+from torchvision.models import WeightsEnum, video
 
 from leaps_engine.engine.adapters.base import InputSpec
 from leaps_engine.engine.adapters.kinetics import KINETICS400, KINETICS400_CLASSES, build_kinetics_model

@@ -10,7 +10,8 @@ classifier has to read the motion. The distractor is told apart by being smaller
 A camera pans over the scene in a random direction at up to ``CAMERA_SPEED`` per frame, so an actor's
 motion on screen is its motion in the scene minus the camera's, and only the background tells them apart
 (with a still camera, networks that let LEAPS videos carry over to other networks let the CE-only
-baselines' videos carry over as well, which leaves no room to tell methods apart). ``camera_speed=0`` gives a still camera, the earlier, easier domain; the camera's
+baselines' videos carry over as well, which leaves no room to tell methods apart). ``camera_speed=0``
+gives a still camera, the earlier, easier domain; the camera's
 random draws come after all others, so a seed gives the same scene with and without it.
 
 Rendering is vectorised over the batch: every shape is an implicit function on the pixel grid with a
@@ -25,6 +26,8 @@ import math
 from dataclasses import dataclass, replace
 
 import torch
+
+from leaps_engine.engine.class_names import class_index
 
 CLIP_FRAMES = 8
 CLIP_SIZE = 32
@@ -288,14 +291,14 @@ def generate_stimulus(
     label: int | str, seed: int, frames: int = CLIP_FRAMES, size: int = CLIP_SIZE, camera_speed: float = CAMERA_SPEED
 ) -> torch.Tensor:
     """One clip ``[3, frames, size, size]`` in [0, 1] of class ``label`` (an index, or a name of
-    :data:`CLASS_NAMES`, any case), determined by ``seed``: a stimulus for the embedded models.
+    :data:`CLASS_NAMES`, matched by :func:`~leaps_engine.engine.class_names.class_index`), determined by
+    ``seed``: a stimulus for the embedded models.
 
     Raises:
         ValueError: an unknown class.
     """
-    names = {name.lower(): index for index, name in enumerate(CLASS_NAMES)}
-    class_index = names.get(label.strip().lower().replace("_", " "), -1) if isinstance(label, str) else label
-    if not 0 <= class_index < len(CLASS_NAMES):
+    index = label if isinstance(label, int) else class_index(label, CLASS_NAMES)
+    if index is None or not 0 <= index < len(CLASS_NAMES):
         raise ValueError(f"unknown class {label!r}; the embedded domain's are {', '.join(CLASS_NAMES)}")
     generator = torch.Generator().manual_seed(seed)
-    return generate_clips(torch.tensor([class_index]), generator, frames, size, camera_speed)[0]
+    return generate_clips(torch.tensor([index]), generator, frames, size, camera_speed)[0]

@@ -198,11 +198,11 @@ def run(
             "camera_speed": camera_speed,
             "parameters": sum(p.numel() for p in net.parameters()),
             "held_out_accuracy": accuracy.mean().item(),
-            "per_class_accuracy": dict(zip(CLASS_NAMES, accuracy.tolist())),
+            "per_class_accuracy": dict(zip(CLASS_NAMES, accuracy.tolist(), strict=True)),
         }
         torch.save(net.state_dict(), out / f"{name}.pt")
         log(f"{name}: held-out accuracy {accuracy.mean().item():.4f} (worst class {accuracy.min().item():.4f})")
-        for class_name, value in zip(CLASS_NAMES, accuracy.tolist()):
+        for class_name, value in zip(CLASS_NAMES, accuracy.tolist(), strict=True):
             log(f"    {class_name:<26s} {value:.4f}")
     report["timing"] = {
         "networks_trained": list(only),

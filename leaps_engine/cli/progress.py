@@ -24,6 +24,12 @@ class LazyBar:
             self._bar = tqdm(**self.options)
         return self._bar
 
+    def set_total(self, total: int) -> None:
+        """Set the number of units once it is known (before the first update)."""
+        self.options["total"] = total
+        if self._bar is not None:
+            self._bar.total = total
+
     def update(self, count: int = 1) -> None:
         self.bar.update(count)
 

@@ -1,9 +1,9 @@
 """Write synthesized videos: mp4, animated GIF, a PNG contact sheet, or a raw tensor.
 
 Every writer takes a video ``[3, T, H, W]`` float in [0, 1] and writes through
-:func:`leaps_engine._io.atomic_path`, so a failed write never leaves a half-written file behind. ``scale`` is an integer nearest-neighbour upscale,
-so that small clips (e.g. 32x32) are watchable. A destination that cannot be written raises
-:class:`LeapsError` naming the path.
+:func:`leaps_engine._io.atomic_path`, so a failed write never leaves a half-written file behind. ``scale``
+is an integer nearest-neighbour upscale, so that small clips (e.g. 32x32) are watchable. A destination
+that cannot be written raises :class:`LeapsError` naming the path.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from leaps_engine._features import require
 from leaps_engine._io import atomic_path
 from leaps_engine.errors import LeapsError
 
@@ -38,20 +39,11 @@ def to_uint8_frames(video: torch.Tensor, scale: int = 1) -> np.ndarray:
     return frames.contiguous().numpy()
 
 
-def pyav():
-    """The PyAV module, imported on first use: the engine imports without it; video files need it."""
-    try:
-        import av
-    except ImportError:
-        raise LeapsError("reading or writing video files needs PyAV: pip install av") from None
-    return av
-
-
 def mp4_codec() -> str:
     """The first encoder of :data:`MP4_CODECS` that this PyAV build has."""
     for name in MP4_CODECS:
         try:
-            pyav().codec.Codec(name, "w")
+            require("av", "writing video files").codec.Codec(name, "w")
         except ValueError:  # av.codec.codec.UnknownCodecError
             continue
         return name
@@ -66,17 +58,16 @@ def write_mp4(path: str | Path, video: torch.Tensor, fps: float = 5, scale: int 
     frames = to_uint8_frames(video, scale)
     pad_h, pad_w = frames.shape[1] % 2, frames.shape[2] % 2
     frames = np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
-    av = pyav()
-    with atomic_path(path) as temporary:
-        with av.open(str(temporary), "w", format="mp4") as container:
-            stream = container.add_stream(mp4_codec(), rate=Fraction(fps).limit_denominator(1001))
-            stream.width, stream.height = frames.shape[2], frames.shape[1]
-            stream.pix_fmt = "yuv420p"
-            if stream.codec_context.name == "libx264":
-                stream.options = {"crf": "18"}  # visually lossless; the default (23) smears fine texture
-            for frame in frames:
-                container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-            container.mux(stream.encode())
+    av = require("av", "writing video files")
+    with atomic_path(path) as temporary, av.open(str(temporary), "w", format="mp4") as container:
+        stream = container.add_stream(mp4_codec(), rate=Fraction(fps).limit_denominator(1001))
+        stream.width, stream.height = frames.shape[2], frames.shape[1]
+        stream.pix_fmt = "yuv420p"
+        if stream.codec_context.name == "libx264":
+            stream.options = {"crf": "18"}  # visually lossless; the default (23) smears fine texture
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
 
 
 def write_gif(path: str | Path, video: torch.Tensor, fps: float = 5, scale: int = 1) -> None:

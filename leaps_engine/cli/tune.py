@@ -1,28 +1,64 @@
-"""The ``leaps-engine tune`` job: grid search of lambda_first, lambda_last and r (paper Supp. S2).
+"""``leaps-engine tune``: grid-search lambda_1, lambda_L and r (paper Supp. S2), scored on the verifier.
 
-Part of the CLI (with :mod:`leaps_engine.cli`); the search itself is :mod:`leaps_engine.engine.tuning`.
-Writes ``tune.json`` (the grid, every trial, the winner, the command) and ``tune.md`` to ``--out``.
+The grid runs through :func:`leaps_engine.engine.tuning.tune`; this command writes ``tune.json`` and
+``tune.md`` into a folder that appears whole (:func:`leaps_engine._io.staged_folder`).
 """
 
 from __future__ import annotations
 
-import json
 import shlex
 import sys
-from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-import torch
 
-from leaps_engine.cli_progress import LazyBar
-from leaps_engine.cli_synthesize import build_targets, build_verifier
-from leaps_engine.config import SynthesisConfig, preset_for
-from leaps_engine._io import atomic_path, exclusive_output, staged_folder
-from leaps_engine.engine.adapters import create_adapter, get_adapter_entry
-from leaps_engine.engine.synthesis import StepState
-from leaps_engine.engine.tuning import PAPER_GRID, Trial, best_trial, tune
-from leaps_engine.errors import LeapsError
+from leaps_engine.cli.console import user_errors
+from leaps_engine.cli.options import (
+    classes_option,
+    device_option,
+    model_option,
+    size_option,
+    stimuli_option,
+    threads_option,
+    weights_option,
+)
+
+if TYPE_CHECKING:
+    import torch
+
+    from leaps_engine.engine.tuning import Trial
+
+
+@click.command()
+@model_option("Model to tune.")
+@weights_option()
+@classes_option("Target class; repeat (default for the embedded model: every class).")
+@stimuli_option("Stimulus of the matching --class, as in synthesize (the embedded model generates them).")
+@click.option("--steps", type=int, default=None,
+              help="Steps per setting (default: half the preset's, as the paper's 1K).")
+@size_option("Size of x* (default: the preset's).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the videos and generated stimuli.")
+@device_option()
+@click.option("--verifier", "verifier_name", default=None, help="The network that scores each setting (preset's).")
+@click.option("--verifier-weights", default=None, help="Verifier weights, as in synthesize.")
+@click.option("--lambda-first", type=float, multiple=True, help="Grid values of lambda_1 (default 0.5 ... 1.0).")
+@click.option("--lambda-last", type=float, multiple=True, help="Grid values of lambda_L (default 0.1 ... 0.5).")
+@click.option("--r", "r", type=float, multiple=True, help="Grid values of r (default 1e-3 ... 1e-2).")
+@click.option("--out", "out_dir", type=click.Path(), default="leaps-tune", show_default=True,
+              help="Folder for tune.json and tune.md.")
+@threads_option
+def tune(**options: object) -> None:
+    """Grid-search lambda_1, lambda_L and r (paper Supp. S2), scoring each setting on the verifier.
+
+    Every setting synthesizes the same targets; the winner has the highest verifier top-1 (then verifier
+    target probability, then model top-1). Writes the whole grid and the winner to --out.
+    """
+    from leaps_engine.jobs import check_device
+
+    with user_errors():
+        options["device"] = check_device(options["device"])
+        run_tune(**options)
 
 
 def run_tune(
@@ -32,12 +68,18 @@ def run_tune(
     r: tuple[float, ...], out_dir: str,
 ) -> None:
     """Run ``leaps-engine tune`` with parsed options (see ``leaps-engine tune --help``)."""
+    from leaps_engine._io import exclusive_output, staged_folder
+    from leaps_engine.config import SynthesisConfig, preset_for
+    from leaps_engine.engine.adapters import get_adapter_entry
+    from leaps_engine.engine.tuning import PAPER_GRID
+    from leaps_engine.jobs import build_targets
+
     entry = get_adapter_entry(model_name)
     preset = preset_for(model_name)
     config = SynthesisConfig.from_preset(model_name, steps=steps or max(1, preset.steps // 2), size=size, seed=seed)
     grid = {"lambda_first": lambda_first or PAPER_GRID["lambda_first"],
             "lambda_last": lambda_last or PAPER_GRID["lambda_last"], "r": r or PAPER_GRID["r"]}
-    if not classes and entry.family == "embedded":
+    if not classes and entry.stimulus_source is not None:
         classes = tuple(str(i) for i in range(entry.spec.num_classes))  # every class, generated stimuli
     targets, _ = build_targets(model_name, entry.spec.class_names, classes, stimuli, seed, config)
     out = Path(out_dir)
@@ -55,8 +97,14 @@ def _is_tune_folder(folder: Path) -> bool:
 
 def _tune_into(out, model_name, weights, verifier_name, verifier_weights, device, targets, config, grid) -> Trial:
     """Run the grid and write tune.json and tune.md into ``out`` (the staging folder); returns the winner."""
+    from leaps_engine.cli.progress import LazyBar
+    from leaps_engine.engine.adapters import create_adapter
+    from leaps_engine.engine.tuning import best_trial, tune
+    from leaps_engine.errors import LeapsError
+    from leaps_engine.jobs import build_verifier
+
     model = create_adapter(model_name, weights=weights, device=device)
-    verifier, verifier_weights = build_verifier(model, weights, verifier_name, verifier_weights, device)
+    verifier, verifier_weights = build_verifier(model, verifier_name, verifier_weights, device)
     if verifier is None:
         raise LeapsError("tuning scores each setting on the verifier: name one with --verifier")
     points = len(grid["lambda_first"]) * len(grid["lambda_last"]) * len(grid["r"])
@@ -65,7 +113,7 @@ def _tune_into(out, model_name, weights, verifier_name, verifier_weights, device
     progress = LazyBar(total=points * config.steps, desc="tuning", unit="step")
     finished: list[Trial] = []
 
-    def step(state: StepState) -> None:
+    def step(state) -> None:  # noqa: ANN001 - a StepState
         progress.update(1)
         if state.step == 1:
             best = f", best verifier top-1 so far {best_trial(finished).verifier_top1:.0f}%" if finished else ""
@@ -81,6 +129,12 @@ def _tune_into(out, model_name, weights, verifier_name, verifier_weights, device
 
 
 def _write_reports(out, model_name, verifier_name, verifier_weights, config, grid, trials, winner) -> None:
+    import json
+    from dataclasses import asdict
+
+    from leaps_engine._io import atomic_path
+    from leaps_engine.engine.tuning import Trial
+
     command = shlex.join(["leaps-engine", *sys.argv[1:]])
     report = {
         "model": model_name, "verifier": {"name": verifier_name, "weights": verifier_weights},
