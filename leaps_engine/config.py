@@ -15,6 +15,7 @@ from leaps_engine.kernels.launch_plans import PRIMING_DISTANCES
 BN_STATS_MODES = ("video", "batch")
 METHODS = ("leaps", "deepdream", "am")
 OBJECTIVES = ("full", "prim", "prim+coh", "prim+feat")
+PARAMETERIZATIONS = ("pixel", "fourier")  # x* as pixels (the paper) or as a space-time spectrum
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 KERNEL_BACKENDS = ("auto", "triton", "compile", "eager")
 FORWARD_BACKENDS = ("torch", "onnxruntime", "tensorrt")  # the forward-only pass (leaps_engine.export.backends)
@@ -105,8 +106,20 @@ class SynthesisConfig:
         priming_layers: share of the taps used for priming, the first ones in forward order (Supp. S4).
         coherence_margin: the hinge margin delta of R_coh (paper: 1).
         bn_stats: ``video`` (statistics per synthesized video, the default) or ``batch`` (DeepInversion).
+        parameterization: how x* is optimised: ``pixel`` (its pixels, the paper's) or ``fourier`` (a
+            space-time spectrum in decorrelated colour, mapped to pixels by a sigmoid; see
+            :mod:`leaps_engine.engine.parameterization`).
+        init_scale: standard deviation of the start (``pixel``: in the model's normalised space, paper 1;
+            ``fourier``: before the sigmoid, default 0.6); ``None``: the parameterisation's default.
+        spatial_decay, temporal_decay: ``fourier`` only: the powers of the spatial and the temporal
+            frequency that the amplitudes fall with (0: white; 1: Lucid's 1/f).
         jitter: largest random spatial shift, in pixels, applied to x* before each forward (0: off).
-        flip: random horizontal flip of x* before each forward (off by default, as in the paper).
+        scale_jitter: largest random zoom, as a fraction (0.1: between 0.9x and 1.1x), applied to x* about
+            its centre before each forward (0: off).
+        time_shift: largest random circular shift along time, in frames, before each forward (0: off).
+            No transformation reverses time or mirrors x*: either would change what a motion class is.
+        flip: random horizontal flip of x* before each forward (off: it turns "moving left" into "moving
+            right"; kept for classes without a direction).
         seed: seed of the first video; video ``i`` of a batch uses ``seed + i`` unless its target sets one.
         method: ``leaps`` (the paper's method), or a baseline of Table 1 that needs no stimulus:
             ``deepdream`` (CE + ``tv_weight`` * total variation over t, h, w + ``l2_weight`` * L2 of x*)
@@ -127,7 +140,13 @@ class SynthesisConfig:
     priming_layers: float = 1.0
     coherence_margin: float = 1.0
     bn_stats: str = "video"
+    parameterization: str = "pixel"
+    init_scale: float | None = None
+    spatial_decay: float = 1.0
+    temporal_decay: float = 1.0
     jitter: int = 0
+    scale_jitter: float = 0.0
+    time_shift: int = 0
     flip: bool = False
     seed: int = 0
     method: str = "leaps"
@@ -185,7 +204,18 @@ class SynthesisConfig:
             raise LeapsError(f"unknown objective {self.objective!r}; expected one of {', '.join(OBJECTIVES)}")
         if self.method != "leaps" and self.objective != "full":
             raise LeapsError(f"--objective {self.objective} is a LEAPS ablation; it does not apply to {self.method}")
-        for name in ("lambda_first", "lambda_last", "r", "coherence_margin", "jitter", "tv_weight", "l2_weight"):
+        if self.parameterization not in PARAMETERIZATIONS:
+            raise LeapsError(f"unknown parameterization {self.parameterization!r}; expected one of "
+                             f"{', '.join(PARAMETERIZATIONS)}")
+        if self.init_scale is not None and self.init_scale <= 0:
+            raise LeapsError(f"init_scale must be > 0, got {self.init_scale}")
+        if not 0 <= self.scale_jitter < 1:
+            raise LeapsError(f"scale_jitter must be in [0, 1), got {self.scale_jitter}")
+        if self.time_shift < 0 or 0 < self.size[0] <= self.time_shift:
+            raise LeapsError(f"time_shift must be in [0, {self.size[0] - 1}] for {self.size[0]} frames, "
+                             f"got {self.time_shift}")
+        for name in ("lambda_first", "lambda_last", "r", "coherence_margin", "jitter", "tv_weight", "l2_weight",
+                     "spatial_decay", "temporal_decay"):
             if getattr(self, name) < 0:
                 raise LeapsError(f"{name} must be >= 0, got {getattr(self, name)}")
 
@@ -194,7 +224,8 @@ class SynthesisConfig:
 # (leaps_engine.cli.options.setting_options) and one column of a sweep manifest (leaps_engine.sweep.manifest,
 # in this order); the other fields keep their defaults. A new setting: a field above, its name here, an option.
 SETTING_FIELDS = ("seed", "steps", "size", "method", "objective", "distance", "priming_layers", "lambda_first",
-                  "lambda_last", "r")
+                  "lambda_last", "r", "parameterization", "init_scale", "spatial_decay", "temporal_decay",
+                  "jitter", "scale_jitter", "time_shift")
 
 
 def preset_for(model_name: str) -> Preset:

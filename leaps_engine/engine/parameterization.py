@@ -9,7 +9,9 @@ synthesis loop (:func:`leaps_engine.engine.synthesis.synthesize`):
 * :meth:`Parameterization.project`: called without gradients after each optimiser step, to keep x* valid.
 
 :class:`PixelParameterization` is the paper's (Sec. 3.1): x* itself, started from N(0, 1) noise and
-clamped to the pixel range. Another parameterisation is one new class with these three methods.
+clamped to the pixel range. :class:`FourierParameterization` optimises a space-time spectrum in
+decorrelated colour (``SynthesisConfig.parameterization = "fourier"``). Another parameterisation is one
+new class with these three methods, named in :func:`create_parameterization`.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Protocol
 
 import torch
 
+from leaps_engine.config import SynthesisConfig
 from leaps_engine.engine.adapters.base import InputSpec
 
 
@@ -32,19 +35,26 @@ class Parameterization(Protocol):
     def project(self) -> None: ...
 
 
+PIXEL_INIT_SCALE = 1.0  # the paper's start: N(0, 1) in the model's normalised space
+FOURIER_INIT_SCALE = 0.6
+
+
 class PixelParameterization:
     """x* as its own pixels in the model's normalised space (the paper's).
 
     Args:
-        seeds: one seed per video; video ``b`` starts from N(0, 1) noise ``[3, T, H, W]`` drawn on the CPU
-            from ``seeds[b]`` (so the start does not depend on the device).
+        seeds: one seed per video; video ``b`` starts from N(0, init_scale^2) noise ``[3, T, H, W]`` drawn
+            on the CPU from ``seeds[b]`` (so the start does not depend on the device).
         size: ``(T, H, W)`` of x*.
         spec: the model's input spec, whose normalisation gives the bounds of valid pixels ([0, 1]).
         device: where the parameters live.
+        init_scale: standard deviation of the start in the normalised space (paper: 1).
     """
 
-    def __init__(self, seeds: Sequence[int], size: tuple[int, int, int], spec: InputSpec, device: torch.device):
-        noise = [torch.randn((3, *size), generator=torch.Generator().manual_seed(seed)) for seed in seeds]
+    def __init__(self, seeds: Sequence[int], size: tuple[int, int, int], spec: InputSpec, device: torch.device,
+                 init_scale: float = PIXEL_INIT_SCALE):
+        noise = [init_scale * torch.randn((3, *size), generator=torch.Generator().manual_seed(seed))
+                 for seed in seeds]
         self._video = torch.stack(noise).to(device).requires_grad_(True)  # [B, 3, T, H, W]
         self._low, self._high = (bound.to(device) for bound in spec.pixel_bounds())  # [3, 1, 1, 1] each
 
@@ -60,3 +70,78 @@ class PixelParameterization:
     def project(self) -> None:
         """Clamp every value to the normalised image of the pixel range [0, 1], per channel."""
         self._video.clamp_(self._low, self._high)
+
+
+# The square root of ImageNet's colour correlation (its SVD), as Lucid publishes it (Olah et al., "Feature
+# Visualization", Distill 2017; lucid/optvis/param/color.py): x* is optimised in these decorrelated colour
+# channels and mixed back to RGB, so that every channel's spectrum can be scaled alike.
+COLOUR_CORRELATION_SQRT = ((0.26, 0.09, 0.02), (0.27, 0.00, -0.05), (0.27, -0.09, 0.03))
+
+
+class FourierParameterization:
+    """x* as a 3-D real spectrum over (T, H, W) in decorrelated colour, mapped to pixels by a sigmoid.
+
+    The video is ``sigmoid(C @ irfftn(A * S))``: ``S`` the parameters ``[B, 3, T, H, W//2 + 1]`` (complex, as
+    real and imaginary parts), ``A`` a fixed amplitude per frequency, ``1 / f_s^a * 1 / f_t^b`` for the spatial
+    frequency ``f_s = sqrt(f_h^2 + f_w^2)`` and the temporal ``|f_t|`` (cycles per pixel / frame, each at least
+    one cycle over the clip), and ``C`` the colour matrix :data:`COLOUR_CORRELATION_SQRT` scaled to columns of
+    norm at most 1. With ``a = b = 0`` every frequency starts with the same weight, like white noise in
+    pixels; larger exponents favour smooth, slowly changing videos (Olah et al. 2017 for images; the
+    temporal exponent is this project's extension to space-time). The pixels are always in (0, 1), so
+    :meth:`project` does nothing.
+
+    Args:
+        seeds, size, spec, device: as :class:`PixelParameterization`.
+        spatial_decay: ``a``, the power of the spatial frequency the amplitudes fall with (Lucid: 1).
+        temporal_decay: ``b``, the same along time.
+        init_scale: standard deviation of each starting video before the sigmoid (0.6 gives pixels of
+            standard deviation about 0.14). A start with almost no variation has an input gradient of
+            exactly zero on networks whose first layers see frame differences.
+    """
+
+    def __init__(self, seeds: Sequence[int], size: tuple[int, int, int], spec: InputSpec, device: torch.device,
+                 spatial_decay: float = 1.0, temporal_decay: float = 1.0, init_scale: float = FOURIER_INIT_SCALE):
+        frames, height, width = size
+        self._size = size
+        self._spec = spec
+        f_t = torch.fft.fftfreq(frames).abs()[:, None, None]
+        f_h = torch.fft.fftfreq(height)[None, :, None]
+        f_w = torch.fft.rfftfreq(width)[None, None, :]
+        f_s = torch.sqrt(f_h**2 + f_w**2)
+        amplitude = (f_s.clamp(min=1.0 / max(height, width)) ** -spatial_decay
+                     * f_t.clamp(min=1.0 / frames) ** -temporal_decay)  # [T, H, W//2 + 1]
+        colour = torch.tensor(COLOUR_CORRELATION_SQRT)
+        colour = colour / colour.norm(dim=0).max()  # [3 rgb, 3 decorrelated]
+        spectra = []
+        for seed in seeds:
+            noise = torch.randn((3, *amplitude.shape, 2), generator=torch.Generator().manual_seed(seed))
+            signal = torch.fft.irfftn(torch.view_as_complex(noise) * amplitude, s=size, dim=(1, 2, 3))
+            rgb = torch.einsum("rc,cthw->rthw", colour, signal)
+            spectra.append(noise * (init_scale / rgb.std()))  # linear: the start's RGB signal has this std
+        self._spectrum = torch.stack(spectra).to(device).requires_grad_(True)  # [B, 3, T, H, W//2 + 1, 2]
+        self._amplitude = amplitude.to(device)
+        self._colour = colour.to(device)
+
+    def parameters(self) -> list[torch.Tensor]:
+        """The spectrum ``[B, 3, T, H, W//2 + 1, 2]`` (real and imaginary parts)."""
+        return [self._spectrum]
+
+    def video(self) -> torch.Tensor:
+        """x* ``[B, 3, T, H, W]`` in the model's normalised space, differentiable in the spectrum."""
+        signal = torch.fft.irfftn(torch.view_as_complex(self._spectrum) * self._amplitude, s=self._size,
+                                  dim=(2, 3, 4))  # [B, 3, T, H, W], decorrelated colour
+        rgb = torch.einsum("rc,bcthw->brthw", self._colour, signal)
+        return self._spec.normalize(torch.sigmoid(rgb))
+
+    def project(self) -> None:
+        """Nothing to do: the sigmoid keeps every pixel in (0, 1)."""
+
+
+def create_parameterization(config: SynthesisConfig, seeds: Sequence[int], spec: InputSpec,
+                            device: torch.device) -> Parameterization:
+    """The parameterisation ``config.parameterization`` names (``pixel`` or ``fourier``), for a batch of one
+    video per seed at ``config.size``; ``config.init_scale`` ``None`` takes its own default."""
+    if config.parameterization == "fourier":
+        return FourierParameterization(seeds, config.size, spec, device, config.spatial_decay,
+                                       config.temporal_decay, config.init_scale or FOURIER_INIT_SCALE)
+    return PixelParameterization(seeds, config.size, spec, device, config.init_scale or PIXEL_INIT_SCALE)

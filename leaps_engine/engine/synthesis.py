@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -29,7 +30,7 @@ from leaps_engine.engine.adapters.base import VideoAdapter
 from leaps_engine.engine.class_names import class_index, class_key
 from leaps_engine.engine.forward import ForwardBackend, TorchForward
 from leaps_engine.engine.objectives import LOSS_TERMS
-from leaps_engine.engine.parameterization import PixelParameterization
+from leaps_engine.engine.parameterization import create_parameterization
 from leaps_engine.engine.step import LeapsObjective, priming_taps, to_verifier_space
 from leaps_engine.engine.stimulus import LoadedStimulus, load_stimulus
 from leaps_engine.errors import LeapsError, close_names
@@ -179,7 +180,7 @@ def synthesize(
     target_tensor = torch.tensor(class_indices, device=device)
 
     seeds = [config.seed + i if t.seed is None else t.seed for i, t in enumerate(targets)]
-    x_star = PixelParameterization(seeds, config.size, model.spec, device)
+    x_star = create_parameterization(config, seeds, model.spec, device)
     optimizer = torch.optim.Adam(x_star.parameters(), lr=config.lr, betas=config.betas, fused=device.type == "cuda")
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.steps, eta_min=0.0)
     scaler = torch.amp.GradScaler(device.type, enabled=acceleration.dtype == "float16")
@@ -197,6 +198,8 @@ def synthesize(
             logits, losses = objective(_augment(x_star.video(), config, augment_generators))
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(losses["total"].sum()).backward()
+            if step == 1:
+                _warn_if_gradient_is_zero(x_star.parameters())
             scaler.step(optimizer)
             scaler.update()
             schedule.step()
@@ -278,19 +281,48 @@ def _stimulus_means(
 
 
 def _augment(video: torch.Tensor, config: SynthesisConfig, generators: list[torch.Generator]) -> torch.Tensor:
-    """Optional random spatial shift (circular) and horizontal flip, drawn per video from its own generator."""
-    if config.jitter == 0 and not config.flip:
+    """Transformation robustness (Olah et al. 2017), drawn per video from its own generator: a random
+    spatial shift of up to ``jitter`` pixels (circular), zoom about the centre by up to ``scale_jitter``
+    (bilinear, edges repeated), circular shift along time by up to ``time_shift`` frames, and the optional
+    horizontal flip. ``[B, 3, T, H, W]`` in, the same out; the identity when every one is off."""
+    if not (config.jitter or config.scale_jitter or config.time_shift or config.flip):
         return video
-    shifted = []
+    transformed = []
     for b, generator in enumerate(generators):
-        clip = video[b]
+        clip = video[b]  # [3, T, H, W]
         if config.jitter:
             dy, dx = torch.randint(-config.jitter, config.jitter + 1, (2,), generator=generator).tolist()
             clip = torch.roll(clip, shifts=(dy, dx), dims=(2, 3))
+        if config.scale_jitter:
+            zoom = 1.0 + config.scale_jitter * (2 * float(torch.rand((), generator=generator)) - 1)
+            clip = _zoom(clip, zoom)
+        if config.time_shift:
+            shift = int(torch.randint(-config.time_shift, config.time_shift + 1, (), generator=generator))
+            clip = torch.roll(clip, shifts=shift, dims=1)
         if config.flip and bool(torch.rand((), generator=generator) < 0.5):
             clip = clip.flip(3)
-        shifted.append(clip)
-    return torch.stack(shifted)
+        transformed.append(clip)
+    return torch.stack(transformed)
+
+
+class ZeroGradientWarning(UserWarning):
+    """The first step's input gradient is exactly zero: x* cannot move."""
+
+
+def _warn_if_gradient_is_zero(parameters: Sequence[torch.Tensor]) -> None:
+    if all(p.grad is None or not bool(p.grad.any()) for p in parameters):
+        warnings.warn(ZeroGradientWarning(
+            "the input gradient is exactly zero at the first step, so x* cannot change (a start with too "
+            "little variation can leave every ReLU dead): use a larger init_scale"), stacklevel=3)
+
+
+def _zoom(clip: torch.Tensor, zoom: float) -> torch.Tensor:
+    """``clip`` ``[3, T, H, W]`` magnified ``zoom`` times about its centre (bilinear; edges repeated)."""
+    frames = clip.transpose(0, 1)  # [T, 3, H, W]: frames as a batch of images
+    theta = torch.tensor([[1 / zoom, 0.0, 0.0], [0.0, 1 / zoom, 0.0]], dtype=clip.dtype, device=clip.device)
+    grid = nn.functional.affine_grid(theta.expand(len(frames), 2, 3), list(frames.shape), align_corners=False)
+    zoomed = nn.functional.grid_sample(frames, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return zoomed.transpose(0, 1)
 
 
 def seconds_since(started: float, device: torch.device) -> float:

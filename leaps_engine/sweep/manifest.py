@@ -22,6 +22,7 @@ import dataclasses
 import hashlib
 import json
 import re
+import types
 import typing
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -64,8 +65,14 @@ class _JobMethods:
         return [(field.name, getattr(self, field.name)) for field in dataclasses.fields(self)]
 
 
+def _value_type(annotation: object) -> object:
+    """``X`` for an annotation ``X`` or ``X | None``."""
+    arguments = [argument for argument in typing.get_args(annotation) if argument is not type(None)]
+    return arguments[0] if isinstance(annotation, types.UnionType) and len(arguments) == 1 else annotation
+
+
 # The type of each setting, from SynthesisConfig's annotations (int, float, str, or a size tuple).
-SETTING_TYPES = {name: typing.get_type_hints(SynthesisConfig)[name] for name in SETTING_FIELDS}
+SETTING_TYPES = {name: _value_type(typing.get_type_hints(SynthesisConfig)[name]) for name in SETTING_FIELDS}
 
 # One synthesized video: a class of a model, primed by ``stimulus`` (paths), from ``seed``, with every
 # setting of SETTING_FIELDS as a field of its own (None: the preset's; the seed defaults to 0).

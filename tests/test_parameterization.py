@@ -1,0 +1,169 @@
+"""x*'s parameterisations (pixel, fourier) and the transformations applied before each forward: the start,
+the bounds, per-video seeds, every kernel backend, and what result.json and manifests record."""
+
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+from helpers import assert_same_losses, short_synthesis
+
+from leaps_engine import SynthesisConfig, Target, synthesize
+from leaps_engine.cli import main
+from leaps_engine.config import Acceleration
+from leaps_engine.engine import synthesis
+from leaps_engine.engine.embedded.generator import generate_stimulus
+from leaps_engine.engine.parameterization import FourierParameterization, PixelParameterization
+from leaps_engine.errors import LeapsError
+from leaps_engine.kernels.registry import triton_problem
+from leaps_engine.sweep.manifest import Job, read_manifest, write_manifest
+
+SIZE = (4, 16, 16)
+TERMS = ("total", "ce", "priming", "coherence", "feature", "prior")
+
+
+def _fourier(model, seeds=(0,), **options):
+    return FourierParameterization(seeds, SIZE, model.spec, torch.device("cpu"), **options)
+
+
+def _high_frequency_share(pixels):
+    """Share of the spatial spectral energy above half the Nyquist frequency, over ``[..., H, W]``."""
+    grey = pixels.mean(dim=-4) if pixels.dim() >= 4 else pixels
+    energy = torch.fft.rfft2(grey - grey.mean(dim=(-2, -1), keepdim=True)).abs() ** 2
+    f_h = torch.fft.fftfreq(grey.shape[-2]).abs()[:, None]
+    f_w = torch.fft.rfftfreq(grey.shape[-1])[None, :]
+    high = torch.maximum(f_h, f_w) > 0.25
+    return float(energy[..., high].sum() / energy.sum())
+
+
+def test_the_pixel_start_is_the_papers_noise_per_seed(model):
+    x_star = PixelParameterization([3, 4], SIZE, model.spec, torch.device("cpu"))
+    expected = torch.randn((3, *SIZE), generator=torch.Generator().manual_seed(4))
+    torch.testing.assert_close(x_star.video()[1], expected)
+    assert x_star.parameters()[0] is x_star.video()  # no copy: the parameter is x*
+
+
+def test_fourier_pixels_stay_in_range_and_start_at_the_asked_spread(model):
+    x_star = _fourier(model, seeds=(0, 1), init_scale=0.6)
+    pixels = model.spec.denormalize(x_star.video().detach())
+    assert pixels.shape == (2, 3, *SIZE) and float(pixels.min()) > 0 and float(pixels.max()) < 1
+    logits = torch.logit(pixels.double())
+    assert [round(float(v.std()), 3) for v in logits] == [0.6, 0.6]
+    x_star.project()  # nothing to clamp
+    torch.testing.assert_close(model.spec.denormalize(x_star.video().detach()), pixels)
+
+
+def test_fourier_videos_of_a_batch_equal_the_videos_made_alone(model):
+    together = _fourier(model, seeds=(5, 9)).video().detach()
+    alone = torch.cat([_fourier(model, seeds=(seed,)).video().detach() for seed in (5, 9)])
+    torch.testing.assert_close(together, alone)
+
+
+def test_a_steeper_spectrum_starts_smoother(model):
+    shares = [_high_frequency_share(model.spec.denormalize(_fourier(model, spatial_decay=decay).video().detach()))
+              for decay in (0.0, 1.0, 2.0)]
+    assert shares[0] > shares[1] > shares[2]
+
+
+def test_the_fourier_video_has_a_gradient_through_the_network(model):
+    x_star = _fourier(model)
+    model(x_star.video()).logsumexp(-1).sum().backward()
+    (spectrum,) = x_star.parameters()
+    assert spectrum.grad is not None and bool(spectrum.grad.abs().sum() > 0)
+
+
+def test_transformations_are_off_by_default_and_never_reverse_time():
+    config = SynthesisConfig.from_preset("embedded", size=(6, 8, 8))
+    video = torch.arange(6.0).view(1, 1, 6, 1, 1).expand(2, 3, 6, 8, 8)  # each frame holds its index
+    generators = [torch.Generator().manual_seed(seed) for seed in (0, 1)]
+    assert synthesis._augment(video, config, generators) is video
+    shifted = synthesis._augment(video, config.replace(time_shift=2), generators)
+    for clip in shifted:
+        order = clip[0, :, 0, 0]
+        assert all((order[t + 1] - order[t]) % 6 == 1 for t in range(5))  # a rotation of 0..5, never reversed
+    zoomed = synthesis._augment(video, config.replace(scale_jitter=0.2, jitter=1), generators)
+    assert zoomed.shape == video.shape
+    torch.testing.assert_close(synthesis._zoom(video[0], 1.0), video[0])
+
+
+@pytest.mark.parametrize("kernels", ["eager", "compile", "triton"])
+def test_fourier_with_transformations_runs_on_every_kernel_backend(model, verifier, kernels):
+    if kernels == "triton" and triton_problem(torch.device("cpu")) is not None:
+        pytest.skip("Triton interpreter not available")
+    options = {"parameterization": "fourier", "jitter": 1, "scale_jitter": 0.1, "time_shift": 1}
+    reference = _run(model, verifier, "eager", **options)
+    result = _run(model, verifier, kernels, **options)
+    assert result.kernels == kernels
+    assert_same_losses(result, reference, TERMS)
+    assert float(result.history["ce"][-1].mean()) < float(result.history["ce"][0].mean())
+
+
+def _run(model, verifier, kernels, **options):
+    config = SynthesisConfig.from_preset("embedded", size=SIZE, steps=4, **options)
+    targets = [Target(2, generate_stimulus(2, seed=1, size=SIZE[1])), Target(6, generate_stimulus(6, seed=2, size=16))]
+    return synthesize(model, targets, verifier=verifier, config=config, acceleration=Acceleration(kernels=kernels))
+
+
+def test_a_batch_of_fourier_videos_equals_each_video_alone(model, verifier):
+    options = {"parameterization": "fourier", "jitter": 1, "time_shift": 1}
+    together = _run(model, verifier, "eager", **options)
+    config = SynthesisConfig.from_preset("embedded", size=SIZE, steps=4, **options)
+    for index, (label, stimulus_seed) in enumerate(((2, 1), (6, 2))):
+        target = Target(label, generate_stimulus(label, seed=stimulus_seed, size=SIZE[1]), seed=index)
+        alone = synthesize(model, [target], verifier=verifier, config=config,
+                           acceleration=Acceleration(kernels="eager"))
+        torch.testing.assert_close(together.videos[index], alone.videos[0], atol=1e-4, rtol=0)
+
+
+def test_the_pixel_default_is_unchanged_by_the_priors(model, verifier):
+    """The paper's setting is the default: a run without the new options equals an explicit pixel run."""
+    plain = short_synthesis(model, verifier, Acceleration(kernels="eager"), steps=3, size=SIZE)
+    explicit = synthesize(model, [Target(2, generate_stimulus(2, seed=1, size=SIZE[1]))], verifier=verifier,
+                          config=SynthesisConfig.from_preset("embedded", size=SIZE, steps=3, parameterization="pixel",
+                                                             init_scale=1.0),
+                          acceleration=Acceleration(kernels="eager"))
+    torch.testing.assert_close(plain.videos, explicit.videos)
+
+
+def test_a_zero_first_gradient_is_a_warning():
+    parameter = torch.zeros(3, requires_grad=True)
+    parameter.grad = torch.zeros(3)
+    with pytest.warns(synthesis.ZeroGradientWarning, match="init_scale"):
+        synthesis._warn_if_gradient_is_zero([parameter])
+
+
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("parameterization", "wavelet", "unknown parameterization"),
+    ("init_scale", 0.0, "init_scale must be > 0"),
+    ("scale_jitter", 1.0, "scale_jitter must be in"),
+    ("time_shift", 4, "time_shift must be in"),
+    ("spatial_decay", -1.0, "spatial_decay must be >= 0"),
+])
+def test_impossible_priors_are_user_errors(option, value, message):
+    with pytest.raises(LeapsError, match=message):
+        SynthesisConfig.from_preset("embedded", size=SIZE, **{option: value})
+
+
+def test_the_command_line_records_the_priors(tmp_path):
+    out = tmp_path / "run"
+    arguments = ["synthesize", "--steps", "2", "--size", "4x16x16", "--parameterization", "fourier",
+                 "--init-scale", "0.5", "--spatial-decay", "1.5", "--temporal-decay", "0.5", "--jitter", "1",
+                 "--scale-jitter", "0.1", "--time-shift", "1", "--out", str(out)]
+    result = CliRunner().invoke(main, arguments)
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "result.json").read_text())["config"]
+    assert {key: config[key] for key in ("parameterization", "init_scale", "spatial_decay", "temporal_decay",
+                                         "jitter", "scale_jitter", "time_shift")} == {
+        "parameterization": "fourier", "init_scale": 0.5, "spatial_decay": 1.5, "temporal_decay": 0.5,
+        "jitter": 1, "scale_jitter": 0.1, "time_shift": 1}
+    bad = CliRunner().invoke(main, ["synthesize", "--time-shift", "9", "--out", str(tmp_path / "bad")])
+    assert bad.exit_code == 2 and bad.output.strip().startswith("error: time_shift must be in")
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_manifests_carry_the_priors(tmp_path, suffix):
+    jobs = [Job("growing", seed=3, parameterization="fourier", init_scale=0.5, scale_jitter=0.1, time_shift=1),
+            Job("0", jitter=2, spatial_decay=1.5)]
+    write_manifest(tmp_path / f"m{suffix}", jobs)
+    assert read_manifest(tmp_path / f"m{suffix}") == jobs
+    assert jobs[0].settings()["parameterization"] == "fourier" and jobs[1].settings()["parameterization"] is None
