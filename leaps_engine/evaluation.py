@@ -164,6 +164,7 @@ def _target_indices(names: list[str], class_names: Sequence[str]) -> torch.Tenso
 def _add_frame_scores(scores: GroupScores, kind: str, videos: torch.Tensor) -> None:
     scores.frames.setdefault(f"psnr_{kind}", []).append(metrics.consecutive_frame_psnr(videos))
     scores.frames.setdefault(f"ssim_{kind}", []).append(metrics.consecutive_frame_ssim(videos))
+    scores.frames.setdefault(f"high_frequency_share_{kind}", []).append(metrics.high_frequency_share(videos))
 
 
 def _summarize(scores: GroupScores, splits: int, evaluator: str | None) -> dict:
@@ -175,9 +176,12 @@ def _summarize(scores: GroupScores, splits: int, evaluator: str | None) -> dict:
     for metric in ("top1", "top5", "target_prob"):
         row.update({f"{metric}_{role}": per_role[role][metric] for role in ROLES})
     row.update({f"inception_score_{role}": per_role[role]["inception_score"] for role in ROLES})
-    for name in ("psnr_synthesized", "ssim_synthesized", "psnr_stimulus", "ssim_stimulus"):
+    for name in ("psnr_synthesized", "ssim_synthesized", "psnr_stimulus", "ssim_stimulus",
+                 "high_frequency_share_synthesized", "high_frequency_share_stimulus"):
         values = torch.cat(scores.frames[name]) if name in scores.frames else torch.empty(0)
         row[name] = _number(values.nanmean().item()) if values.numel() else None
+    synthesized, stimulus = row["high_frequency_share_synthesized"], row["high_frequency_share_stimulus"]
+    row["high_frequency_ratio"] = synthesized / stimulus if synthesized is not None and stimulus else None
     return row
 
 

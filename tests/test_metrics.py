@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from leaps_engine.engine import metrics
 from leaps_engine.engine.metrics import (
     MAX_PSNR_DB,
     consecutive_frame_psnr,
@@ -102,3 +103,36 @@ def test_single_frame_videos_give_nan():
     videos = torch.rand(2, 3, 1, 8, 8)
     assert torch.isnan(consecutive_frame_psnr(videos)).all()
     assert torch.isnan(consecutive_frame_ssim(videos)).all()
+
+
+def test_high_frequency_share_tells_noise_from_smooth_videos():
+    generator = torch.Generator().manual_seed(0)
+    noise = torch.rand((2, 3, 4, 64, 64), generator=generator)
+    y, x = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
+    smooth = (0.5 + 0.4 * torch.sin(2 * math.pi * (x + 2 * y) / 64)).expand(1, 3, 4, 64, 64)
+    checkerboard = ((x + y) % 2).expand(1, 3, 4, 64, 64)
+    shares = metrics.high_frequency_share(torch.cat([noise, smooth, checkerboard]))
+    assert abs(float(shares[0]) - (1 - math.pi * 0.25**2)) < 0.03  # white noise: the area outside r = 0.25
+    assert float(shares[2]) < 1e-6 and float(shares[3]) > 0.999
+    assert torch.isnan(metrics.high_frequency_share(torch.full((1, 3, 2, 8, 8), 0.5)))[0]
+
+
+def test_evaluate_reports_the_high_frequency_ratio_of_noise_over_its_stimulus(tmp_path):
+    import json
+
+    from leaps_engine.evaluation import evaluate_results
+
+    noise = torch.rand((3, 4, 32, 32), generator=torch.Generator().manual_seed(1))
+    stimulus = torch.linspace(0, 1, 32).view(1, 1, 1, 32).expand(3, 4, 32, 32).clone()
+    folder = tmp_path / "run"
+    (folder / "clip").mkdir(parents=True)
+    torch.save(noise, folder / "clip" / "video.pt")
+    torch.save(stimulus, folder / "clip" / "stimulus.pt")
+    summary = {"model": {"name": "embedded", "weights": "embedded"}, "verifier": None, "config": {},
+               "clips": [{"target_class": "moving right", "tensor": "clip/video.pt",
+                          "stimulus_tensor": "clip/stimulus.pt"}]}
+    (folder / "result.json").write_text(json.dumps(summary))
+    _, (row,) = evaluate_results([str(folder)], splits=1, group_by="model")
+    assert row["high_frequency_share_synthesized"] > 0.7
+    assert row["high_frequency_ratio"] == row["high_frequency_share_synthesized"] / row["high_frequency_share_stimulus"]
+    assert row["high_frequency_ratio"] > 10

@@ -167,3 +167,18 @@ def test_manifests_carry_the_priors(tmp_path, suffix):
     write_manifest(tmp_path / f"m{suffix}", jobs)
     assert read_manifest(tmp_path / f"m{suffix}") == jobs
     assert jobs[0].settings()["parameterization"] == "fourier" and jobs[1].settings()["parameterization"] is None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "size"), [("r3d_18", (4, 32, 32)), ("x3d_xs", (4, 32, 32))])
+def test_the_priors_work_for_kinetics_models_too(name, size):
+    """A size-flexible and a fixed-size (x* resized to 4x160x160) Kinetics model, random weights."""
+    from leaps_engine import create_adapter
+
+    model = create_adapter(name, weights="random")
+    config = SynthesisConfig.from_preset(name, size=size, steps=2, parameterization="fourier", jitter=1,
+                                         scale_jitter=0.1, time_shift=1)
+    targets = [Target(0, torch.rand((3, 48, 32, 32), generator=torch.Generator().manual_seed(0)))]  # a full clip span
+    result = synthesize(model, targets, verifier=None, config=config, acceleration=Acceleration(kernels="eager"))
+    assert result.videos.shape == (1, 3, *size) and torch.isfinite(result.history["total"]).all()
+    assert float(result.videos.std()) > 0.01

@@ -42,7 +42,8 @@ def evaluate(**options: object) -> None:
     files, or a manifest (.txt, one path a line; .json, a list of paths). Every clip is re-scored by its run's
     model and verifier, and by --evaluator if given; runs are grouped by --group-by. `--format json` prints
     one object per group with the group keys, n_videos, top1_/top5_ model/verifier/evaluator (percent),
-    inception_score_* {mean, std}, and psnr/ssim of the synthesized videos and of their stimuli.
+    inception_score_* {mean, std}, psnr/ssim of the synthesized videos and of their stimuli, and
+    high_frequency_ratio (their spatial energy above half the Nyquist frequency, synthesized over stimulus).
     """
     with user_errors():
         run_evaluate(**options, command=shlex.join(["leaps-engine", *sys.argv[1:]]))

@@ -8,6 +8,8 @@ Pure functions on tensors; the ``leaps-engine evaluate`` job (:mod:`leaps_engine
   when each video is confidently one class and the classes are diverse.
 * :func:`consecutive_frame_psnr`, :func:`consecutive_frame_ssim`: mean PSNR / SSIM between frames ``t``
   and ``t + 1`` (paper Fig. 7): high values mean smooth, temporally coherent motion.
+* :func:`high_frequency_share`: the share of spatial spectral energy above half the Nyquist frequency,
+  what per-pixel noise is made of (``evaluate`` reports synthesized videos' share over their stimuli's).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from torchmetrics.functional.image import (
 )
 
 LOG_EPS = 1e-12  # guards log(0) in the Inception Score
+HIGH_FREQUENCY_CUTOFF = 0.25  # cycles per pixel: half the Nyquist frequency (0.5)
 MAX_PSNR_DB = 100.0  # identical frames have infinite PSNR; such pairs count as this value
 SSIM_KERNEL = 11  # torchmetrics' default Gaussian window (sigma 1.5)
 SSIM_SIGMA = 1.5
@@ -135,3 +138,29 @@ def consecutive_frame_ssim(videos: torch.Tensor) -> torch.Tensor:
         earlier, later, kernel_size=kernel_size, sigma=sigma, data_range=1.0, reduction="none"
     )
     return ssim.view(count, frames - 1).mean(dim=1).cpu()
+
+
+def high_frequency_share(videos: torch.Tensor) -> torch.Tensor:
+    """Share in [0, 1] of each video's spatial spectral energy above half the Nyquist frequency:
+    ``[N, 3, T, H, W]`` in [0, 1] -> ``[N]``.
+
+    Computed on the grey frames (mean of the channels) with each frame's mean removed, from the 2-D FFT
+    over (H, W); a frequency counts as high when its radial frequency ``sqrt(f_h^2 + f_w^2)`` exceeds
+    :data:`HIGH_FREQUENCY_CUTOFF` cycles per pixel. Energies are summed over the frames before the share
+    is taken. A video with no spatial variation gives NaN.
+    """
+    if videos.dim() != 5:
+        raise ValueError(f"expected videos [N, 3, T, H, W], got shape {tuple(videos.shape)}")
+    grey = videos.float().mean(dim=1)  # [N, T, H, W]
+    grey = grey - grey.mean(dim=(2, 3), keepdim=True)
+    energy = torch.fft.rfft2(grey).abs().square()  # [N, T, H, W // 2 + 1]
+    f_h = torch.fft.fftfreq(grey.shape[2], device=grey.device)[:, None]
+    f_w = torch.fft.rfftfreq(grey.shape[3], device=grey.device)[None, :]
+    weight = torch.ones_like(f_w).expand(len(f_h), -1).clone()
+    if grey.shape[3] % 2 == 0:
+        weight[:, 1:-1] = 2  # rfft keeps one half of the spectrum: the other half mirrors these columns
+    else:
+        weight[:, 1:] = 2
+    high = (torch.sqrt(f_h**2 + f_w**2) > HIGH_FREQUENCY_CUTOFF).float()
+    total = (energy * weight).sum(dim=(1, 2, 3))
+    return ((energy * weight * high).sum(dim=(1, 2, 3)) / total).cpu()

@@ -126,7 +126,7 @@ def quality_table(rows: list[dict], keys: Sequence[str], output_format: str, hea
         writer.writerows(flat)
         return buffer.getvalue()
     columns = [*keys, "n", "top-1 m / v / e", "top-5 m / v / e", "IS m / v (mean ± std)",
-               "PSNR / SSIM synthesized", "PSNR / SSIM stimulus"]
+               "PSNR / SSIM synthesized", "PSNR / SSIM stimulus", "HF ratio"]
     lines = [header, "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for row in rows:
         cells = [*(str(row[key]) for key in keys), str(row["n_videos"]),
@@ -134,7 +134,8 @@ def quality_table(rows: list[dict], keys: Sequence[str], output_format: str, hea
                  " / ".join(_cell(row[f"top5_{role}"], ".1f") for role in ROLES),
                  " / ".join(_score_cell(row[f"inception_score_{role}"]) for role in ("model", "verifier")),
                  f"{_cell(row['psnr_synthesized'], '.2f')} / {_cell(row['ssim_synthesized'], '.3f')}",
-                 f"{_cell(row['psnr_stimulus'], '.2f')} / {_cell(row['ssim_stimulus'], '.3f')}"]
+                 f"{_cell(row['psnr_stimulus'], '.2f')} / {_cell(row['ssim_stimulus'], '.3f')}",
+                 _cell(row["high_frequency_ratio"], ".2f")]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
