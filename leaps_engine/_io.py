@@ -83,44 +83,47 @@ class Interrupted(KeyboardInterrupt):
 
 
 @contextlib.contextmanager
-def signals_interrupt() -> Iterator[None]:
-    """For the block, SIGTERM and SIGHUP end the run like Ctrl-C: :class:`Interrupted` is raised in the
-    main thread, so ``finally`` blocks remove what was half-written. Outside the main thread: no change."""
+def _interrupt_signals_handled_by(handler: Callable[[int], None]) -> Iterator[None]:
+    """For the block, Ctrl-C, SIGTERM and SIGHUP call ``handler(signum)`` (each counted for
+    :func:`hold_point`); the previous handlers come back after it. Outside the main thread, where Python
+    cannot install handlers: no change."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
-    def interrupt(signum: int, frame: object) -> None:
+    def counted(signum: int, frame: object) -> None:
         _Received.count += 1
-        raise Interrupted(signum)
+        handler(signum)
 
-    previous = {signum: signal.signal(signum, interrupt) for signum in INTERRUPT_SIGNALS}
+    previous = {signum: signal.signal(signum, counted) for signum in INTERRUPT_SIGNALS}
     try:
         yield
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
+@contextlib.contextmanager
+def signals_interrupt() -> Iterator[None]:
+    """For the block, SIGTERM and SIGHUP end the run like Ctrl-C: :class:`Interrupted` is raised in the
+    main thread, so ``finally`` blocks remove what was half-written. Outside the main thread: no change."""
+
+    def interrupt(signum: int) -> None:
+        raise Interrupted(signum)
+
+    with _interrupt_signals_handled_by(interrupt):
+        yield
 
 
 @contextlib.contextmanager
 def deferred_interrupts() -> Iterator[None]:
     """Hold Ctrl-C, SIGTERM and SIGHUP for the block (a few renames that must all happen), then deliver
     the first one that arrived, to the handler that was there before."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
     pending: list[int] = []
-
-    def hold(signum: int, frame: object) -> None:
-        _Received.count += 1
-        pending.append(signum)
-
-    previous = {signum: signal.signal(signum, hold) for signum in INTERRUPT_SIGNALS}
     try:
-        yield
+        with _interrupt_signals_handled_by(pending.append):
+            yield
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
         if pending:
             signal.raise_signal(pending[0])
 
