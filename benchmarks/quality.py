@@ -1,12 +1,16 @@
-"""Synthesis quality on the embedded domain, in the shape of the paper's Tables 1, 2, 3 and S2.
+"""Synthesis quality on the embedded domain, in the shape of the paper's Tables 1, 2, 3 and S2, and the
+space-time priors table.
 
 For every setting (the three methods; LEAPS with each priming distance, each objective ablation and
-each share of priming layers) it synthesizes every class with several generated stimuli, scores all
-videos with ``leaps-engine evaluate`` (inverted model, verifier, and an independent evaluator that never
-took part in synthesis), and writes a Markdown report with the tables, a figure (one clip per class
-beside its stimulus) and the exact command.
+each share of priming layers; the paper's pixels against each space-time prior, their combination and
+the baselines under the same priors) it synthesizes every class with several generated stimuli, scores
+all videos with ``leaps-engine evaluate`` (inverted model, verifier, and an independent evaluator that
+never took part in synthesis; frame PSNR / SSIM, the high-frequency ratio and the motion figure), and
+writes a Markdown report with the tables, figures and the exact command. The priors table also gives
+the norm of each loss term's input gradient at the first and the last step.
 
-    python benchmarks/quality.py                      # the full setting (committed results)
+    python benchmarks/quality.py                      # Tables 1, 2, 3, S2 (committed results)
+    python benchmarks/quality.py --tables priors --report benchmarks/results/priors_embedded.md
     python benchmarks/quality.py --classes 2 --stimuli 1 --steps 5 --runs /tmp/q --report /tmp/q.md
 
 Finished runs are kept under ``--runs`` and skipped when the command is repeated, so an interrupted
@@ -31,10 +35,16 @@ from tqdm import tqdm
 from leaps_engine._io import atomic_path
 from leaps_engine.cli import main as leaps_engine_cli
 from leaps_engine.engine.embedded.generator import CLASS_NAMES
-from leaps_engine.evaluation import evaluate_results
+from leaps_engine.evaluation import MOTION_MATCH_THRESHOLD, evaluate_results
 from leaps_engine.outputs import video as video_files
 
-BASE = {"method": "leaps", "objective": "full", "distance": "jvs", "priming_layers": 1.0}
+# The paper's setting: pixels, no transformations. BASE is it plus the tables' grouping keys.
+PAPER = {"parameterization": "pixel", "jitter": 0, "scale_jitter": 0.0, "time_shift": 0}
+BASE = {"method": "leaps", "objective": "full", "distance": "jvs", "priming_layers": 1.0, **PAPER}
+TRANSFORMATIONS = {"jitter": 2, "scale_jitter": 0.1, "time_shift": 1}
+PRIORS = {"parameterization": "fourier", **TRANSFORMATIONS}  # the best combination measured
+PRIORS_TABLE = "Space-time priors"
+DECAYS = {"spatial_decay": 1.0, "temporal_decay": 1.0}  # the config's defaults, for rows that leave them
 # (table, row label, overrides of BASE); the BASE setting is shared by every table.
 SETTINGS = [
     ("Table 1: methods", "3D DeepDream", {"method": "deepdream"}),
@@ -50,22 +60,45 @@ SETTINGS = [
     ("Table 3: objective", "LEAPS (full)", {}),
     *[("Table S2: priming layers", f"{share}%", {"priming_layers": share / 100}) for share in (20, 40, 60, 80)],
     ("Table S2: priming layers", "100%", {}),
+    (PRIORS_TABLE, "LEAPS (paper)", {}),
+    (PRIORS_TABLE, "LEAPS + Fourier", {"parameterization": "fourier"}),
+    (PRIORS_TABLE, "LEAPS + transformations", TRANSFORMATIONS),
+    (PRIORS_TABLE, "LEAPS + Fourier + transformations", PRIORS),
+    (PRIORS_TABLE, "LEAPS + Fourier + transformations, spatial decay 1.5", {**PRIORS, "spatial_decay": 1.5}),
+    (PRIORS_TABLE, "LEAPS + Fourier + transformations, spatial decay 1.5, temporal decay 2",
+     {**PRIORS, "spatial_decay": 1.5, "temporal_decay": 2.0}),
+    (PRIORS_TABLE, "3D DeepDream (paper)", {"method": "deepdream"}),
+    (PRIORS_TABLE, "3D DeepDream + Fourier + transformations", {**PRIORS, "method": "deepdream"}),
+    (PRIORS_TABLE, "3D AM (paper)", {"method": "am"}),
+    (PRIORS_TABLE, "3D AM + Fourier + transformations", {**PRIORS, "method": "am"}),
 ]
-GROUP_KEYS = ("method", "objective", "distance", "priming_layers")
+TABLES = {"1": "Table 1: methods", "2": "Table 2: priming distance", "3": "Table 3: objective",
+          "S2": "Table S2: priming layers", "priors": PRIORS_TABLE}
+GROUP_KEYS = ("method", "objective", "distance", "priming_layers", *PAPER, "spatial_decay", "temporal_decay")
+FIGURE_CLASSES = ("moving right", "rotating clockwise", "growing", "approaching")
 
 
 def main() -> None:
     args = _parse_args()
     started = time.perf_counter()
-    settings = {_slug(overrides): {**BASE, **overrides} for _, _, overrides in SETTINGS}
+    chosen = [TABLES[key] for key in args.tables.split(",")]
+    rows_wanted = [(table, label, overrides) for table, label, overrides in SETTINGS if table in chosen]
+    settings = {_slug(overrides): {**BASE, **overrides} for _, _, overrides in rows_wanted}
     runs = Path(args.runs)
     jobs = [(slug, setting, s) for slug, setting in settings.items() for s in range(args.stimuli)]
     for slug, setting, stimulus_set in tqdm(jobs, desc="settings x stimulus sets", unit="run"):
         _synthesize(runs / slug / f"stimuli_{stimulus_set}", setting, stimulus_set, args)
-    rows = _evaluate(runs, args)
-    figure = Path(args.report).with_suffix(".png")
-    _write_figure(figure, runs / _slug({}), args)
-    report = _report(rows, figure, args, time.perf_counter() - started)
+    rows = _evaluate([runs / slug for slug in settings], args)
+    figures = []
+    if any(table != PRIORS_TABLE for table in chosen):
+        figures.append(Path(args.report).with_suffix(".png"))
+        _write_figure(figures[-1], runs / _slug({}), args)
+    gradients = []
+    if PRIORS_TABLE in chosen:
+        figures.append(Path(args.report).with_name(Path(args.report).stem + "_contact_sheets.png"))
+        _write_priors_figure(figures[-1], runs, [(label, o) for t, label, o in rows_wanted if t == PRIORS_TABLE])
+        gradients = _gradient_table(args)
+    report = _report(rows, rows_wanted, figures, gradients, args, time.perf_counter() - started)
     with atomic_path(args.report) as temporary:
         Path(temporary).write_text(report)
     print(report)
@@ -82,9 +115,13 @@ def _parse_args() -> argparse.Namespace:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--runs", default="runs/quality", help="folder for the synthesized runs (resumable)")
     parser.add_argument("--report", default="benchmarks/results/quality_embedded.md", help="Markdown report path")
+    parser.add_argument("--tables", default="1,2,3,S2",
+                        help=f"comma-separated, of {', '.join(TABLES)} (default 1,2,3,S2)")
     args = parser.parse_args()
     if not 1 <= args.classes <= len(CLASS_NAMES) or args.stimuli < 1:
         parser.error(f"--classes must be in 1..{len(CLASS_NAMES)} and --stimuli >= 1")
+    if not args.tables or not set(args.tables.split(",")) <= set(TABLES):
+        parser.error(f"--tables takes a comma-separated list of {', '.join(TABLES)}")
     return args
 
 
@@ -108,10 +145,43 @@ def _synthesize(out: Path, setting: dict, stimulus_set: int, args: argparse.Name
         leaps_engine_cli.main(command, prog_name="leaps-engine")
 
 
-def _evaluate(runs: Path, args: argparse.Namespace) -> list[dict]:
-    _, rows = evaluate_results([str(runs)], evaluator=args.evaluator, device=torch.device(args.device),
-                               group_by=GROUP_KEYS)
+def _evaluate(folders: list[Path], args: argparse.Namespace) -> list[dict]:
+    _, rows = evaluate_results([str(folder) for folder in folders], evaluator=args.evaluator,
+                               device=torch.device(args.device), group_by=GROUP_KEYS)
     return rows
+
+
+def _write_priors_figure(path: Path, runs: Path, settings: list[tuple[str, dict]]) -> None:
+    """Contact sheets of FIGURE_CLASSES (first stimulus set), one row per setting and class."""
+    rows = []
+    for name in FIGURE_CLASSES:
+        for label, overrides in settings:
+            folder = runs / _slug(overrides) / "stimuli_0"
+            summary = json.loads((folder / "result.json").read_text())
+            clip = next((c for c in summary["clips"] if c["target_class"] == name), None)
+            if clip is not None:
+                rows.append((f"{name}: {label}", torch.load(folder / clip["tensor"], weights_only=True)))
+    with atomic_path(path) as temporary:
+        video_files.write_contact_sheet(temporary, rows, scale=2)
+
+
+def _gradient_table(args: argparse.Namespace) -> list[str]:
+    """Median norm over the classes of each weighted term's input gradient, first and last step, for the
+    paper's setting and the priors' combination (stimulus set 0)."""
+    from leaps_engine import SynthesisConfig, Target, create_adapter, synthesize
+
+    model = create_adapter("embedded", weights=args.weights or "embedded")
+    verifier = create_adapter("embedded_verifier", weights=args.verifier_weights or "embedded")
+    lines = ["| setting | step | CE | L_prim | r R_coh | r R_feat |", "|---|---|---:|---:|---:|---:|"]
+    for label, overrides in (("LEAPS (paper)", {}), ("LEAPS + Fourier + transformations", PRIORS)):
+        setting = {key: value for key, value in {**BASE, **overrides}.items() if key != "priming_layers"}
+        config = SynthesisConfig.from_preset("embedded", seed=1000, steps=args.steps, **setting)
+        targets = [Target(i, seed=1000 + i) for i in range(args.classes)]
+        result = synthesize(model, targets, verifier=verifier, config=config, measure_term_gradients=True)
+        for step, norms in result.term_gradients.items():
+            cells = " | ".join(f"{norms[t].median().item():.1e}" for t in ("ce", "priming", "coherence", "feature"))
+            lines.append(f"| {label} | {step} | {cells} |")
+    return lines
 
 
 def _write_figure(path: Path, leaps_runs: Path, args: argparse.Namespace) -> None:
@@ -127,7 +197,8 @@ def _write_figure(path: Path, leaps_runs: Path, args: argparse.Namespace) -> Non
         video_files.write_contact_sheet(temporary, rows, scale=2)
 
 
-def _report(rows: list[dict], figure: Path, args: argparse.Namespace, seconds: float) -> str:
+def _report(rows: list[dict], wanted: list[tuple], figures: list[Path], gradients: list[str],
+            args: argparse.Namespace, seconds: float) -> str:
     by_setting = {tuple(row[key] for key in GROUP_KEYS): row for row in rows}
     lines = [
         "# Synthesis quality on the embedded domain",
@@ -139,16 +210,24 @@ def _report(rows: list[dict], figure: Path, args: argparse.Namespace, seconds: f
         (f"Classifier weights {args.weights or 'shipped'}, verifier weights {args.verifier_weights or 'shipped'}.  "),
         (f"Accuracies are top-1 in percent under the inverted model (m), the verifier (v, whose BatchNorm "
         f"statistics shape LEAPS's videos) and the independent evaluator (e, `{args.evaluator}`, never used in "
-        f"synthesis); IS is the Inception Score under m and v (mean ± std over splits)."),
+        f"synthesis); IS is the Inception Score under m and v (mean ± std over splits). PSNR (dB) / SSIM of "
+        f"consecutive frames (stimuli: about 24 dB / 0.87); pixel std: the per-frame standard deviation of the "
+        f"pixels over the stimulus's; HF: the high-frequency ratio (synthesized over stimulus; real clips 1.0); "
+        f"motion: the mean motion similarity to the stimulus and the classes whose mean reaches "
+        f"{MOTION_MATCH_THRESHOLD} (docs/quality.md)."),
     ]
-    for table in dict.fromkeys(name for name, _, _ in SETTINGS):
+    for table in dict.fromkeys(name for name, _, _ in wanted):
         lines += ["", f"## {table}", "", ("| setting | n | top-1 m | top-1 v | top-1 e | IS m | IS v | "
-                  "PSNR / SSIM (consecutive frames) |"), "|---|---:|---:|---:|---:|---:|---:|---:|"]
-        for name, label, overrides in SETTINGS:
+                  "PSNR / SSIM | pixel std | HF | motion |"), "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for name, label, overrides in wanted:
             if name == table:
-                row = by_setting[tuple({**BASE, **overrides}[key] for key in GROUP_KEYS)]
+                row = by_setting[tuple({**BASE, **DECAYS, **overrides}[key] for key in GROUP_KEYS)]
                 lines.append(_table_row(label, row))
-    lines += ["", f"![one LEAPS clip per class beside its stimulus]({figure.name})", ""]
+    if gradients:
+        lines += ["", "## Input-gradient norm of each term", "",
+                  "Median over the classes of the L2 norm of each weighted term's gradient with respect to the "
+                  "objective's input video, at the first and the last step (stimulus set 0).", "", *gradients]
+    lines += ["", *[f"![{figure.stem}]({figure.name})" for figure in figures], ""]
     return "\n".join(lines)
 
 
@@ -161,9 +240,14 @@ def _table_row(label: str, row: dict) -> str:
 
     frames = ("-" if row.get("psnr_synthesized") is None
               else f"{row['psnr_synthesized']:.1f} / {row['ssim_synthesized']:.3f}")
+    ratio = "-" if row.get("high_frequency_ratio") is None else f"{row['high_frequency_ratio']:.2f}"
+    spread = ("-" if row.get("pixel_std_ratio") is None
+              else f"{row['pixel_std_ratio']:.2f} (min {row['pixel_std_ratio_min']:.2f})")
+    motion = ("-" if row.get("motion_similarity") is None else
+              f"{row['motion_similarity']:.2f} ({row['motion_classes_matched']}/{row['motion_classes']})")
     return (f"| {label} | {row['n_videos']} | {pct(row['top1_model'])} | {pct(row['top1_verifier'])} | "
             f"{pct(row['top1_evaluator'])} | {score(row['inception_score_model'])} | "
-            f"{score(row['inception_score_verifier'])} | {frames} |")
+            f"{score(row['inception_score_verifier'])} | {frames} | {spread} | {ratio} | {motion} |")
 
 
 if __name__ == "__main__":

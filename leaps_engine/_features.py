@@ -24,8 +24,9 @@ INSTALL = {
     "onnxruntime": ("onnxruntime", "export"),
     "tensorrt": ("tensorrt", "gpu"),
     "ray": ("ray", "distributed"),
+    "cv2": ("opencv-python-headless", None),
 }
-NAMES = {"av": "PyAV", "ray": "Ray"}  # how messages name a module that is not "the <module> package"
+NAMES = {"av": "PyAV", "ray": "Ray", "cv2": "OpenCV"}  # how messages name a module that is not "the <module> package"
 
 
 def has(module: str) -> bool:

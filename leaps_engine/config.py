@@ -31,6 +31,8 @@ class Preset:
     """Per-model hyper-parameters: priming weights, regulariser scale, verifier, and run defaults.
 
     ``source`` says where the values come from (a Table S1 row, or the row they are borrowed from).
+    ``settings`` are further :class:`SynthesisConfig` values the model's default run uses beyond the
+    paper's (e.g. a space-time prior); ``from_preset(..., paper=True)`` leaves them out.
     """
 
     lambda_first: float
@@ -40,6 +42,7 @@ class Preset:
     source: str
     steps: int = 2000
     size: tuple[int, int, int] = (8, 224, 224)
+    settings: tuple[tuple[str, object], ...] = ()
 
 
 def _table_s1(lambda_first: float, lambda_last: float, r: float, row: str) -> Preset:
@@ -161,8 +164,10 @@ class SynthesisConfig:
         return self.method == "leaps"
 
     @classmethod
-    def from_preset(cls, model_name: str, **overrides: object) -> SynthesisConfig:
-        """The preset of ``model_name`` (Table S1 values), with the non-``None`` ``overrides`` applied."""
+    def from_preset(cls, model_name: str, paper: bool = False, **overrides: object) -> SynthesisConfig:
+        """The preset of ``model_name`` (Table S1 values and the preset's further ``settings``), with the
+        non-``None`` ``overrides`` applied. ``paper=True`` leaves the preset's further settings out: the
+        paper's method (pixels, no transformations), still with the preset's weights, steps and size."""
         preset = preset_for(model_name)
         config = cls(
             steps=preset.steps,
@@ -172,6 +177,8 @@ class SynthesisConfig:
             r=preset.r,
             preset_source=preset.source,
         )
+        if not paper:
+            config = dataclasses.replace(config, **dict(preset.settings))
         return config.replace(**overrides)
 
     def replace(self, **overrides: object) -> SynthesisConfig:

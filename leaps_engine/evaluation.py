@@ -6,7 +6,9 @@ targets are matched to each network's classes by name (:func:`leaps_engine.engin
 exact, then case- and underscore-insensitive; a class the network lacks counts as wrong). Runs are grouped
 by keys read from result.json (:func:`leaps_engine.outputs.results.config_value`), and each group gets
 top-1/5 accuracy, the mean target probability, the Inception Score and consecutive-frame PSNR / SSIM
-(:mod:`leaps_engine.engine.metrics`).
+(:mod:`leaps_engine.engine.metrics`), and the motion figure (:mod:`leaps_engine.engine.motion`): the mean
+motion similarity of each video and its stimulus, and how many classes reach
+:data:`MOTION_MATCH_THRESHOLD` on average.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from leaps_engine.engine import metrics
+from leaps_engine.engine import metrics, motion
 from leaps_engine.engine.adapters import create_adapter, get_adapter_entry
 from leaps_engine.engine.class_names import class_index
 from leaps_engine.errors import LeapsError, close_names
@@ -27,6 +29,7 @@ from leaps_engine.outputs.results import Run, config_keys, config_value, find_re
 
 DEFAULT_GROUP_BY = ("model", "method", "objective", "distance", "priming_layers", "verifier")
 ROLES = ("model", "verifier", "evaluator")
+MOTION_MATCH_THRESHOLD = 0.4  # a class's mean motion similarity at or above this: matched (benchmarks/motion_figure.py)
 
 
 @dataclass
@@ -37,6 +40,8 @@ class GroupScores:
     probs: dict[str, list[torch.Tensor]] = field(default_factory=lambda: {role: [] for role in ROLES})
     targets: dict[str, list[torch.Tensor]] = field(default_factory=lambda: {role: [] for role in ROLES})
     frames: dict[str, list[torch.Tensor]] = field(default_factory=dict)  # "psnr_synthesized" -> [B] tensors
+    motion: dict[str, list[float]] = field(default_factory=dict)  # target class -> motion similarities
+    pixel_std_ratios: list[float] = field(default_factory=list)  # per video: its frames' pixel std / stimulus's
 
 
 def evaluate_results(
@@ -143,10 +148,16 @@ def _score_run(run: Run, networks: dict, scores: GroupScores, batch_size: int, d
                 scores.probs[role].append(_probabilities(network, videos))
                 scores.targets[role].append(_target_indices(names, network.adapter.spec.class_names))
         _add_frame_scores(scores, "synthesized", videos)
-        for clip in batch:
+        for clip, video in zip(batch, videos, strict=True):
             if clip.get("stimulus_tensor"):
                 stimulus = load_video(run.path, clip["stimulus_tensor"])[None].to(device)
                 _add_frame_scores(scores, "stimulus", stimulus)
+                if min(video.shape[1], stimulus.shape[2]) >= 2:  # motion needs two frames
+                    similarity = motion.motion_similarity(video[None], stimulus).item()
+                    scores.motion.setdefault(str(clip["target_class"]), []).append(similarity)
+                spread = metrics.frame_pixel_std(stimulus).item()
+                if spread > 0:
+                    scores.pixel_std_ratios.append(metrics.frame_pixel_std(video[None]).item() / spread)
         progress(len(batch))
 
 
@@ -182,7 +193,22 @@ def _summarize(scores: GroupScores, splits: int, evaluator: str | None) -> dict:
         row[name] = _number(values.nanmean().item()) if values.numel() else None
     synthesized, stimulus = row["high_frequency_share_synthesized"], row["high_frequency_share_stimulus"]
     row["high_frequency_ratio"] = synthesized / stimulus if synthesized is not None and stimulus else None
+    row.update(_motion_metrics(scores.motion))
+    ratios = scores.pixel_std_ratios
+    row["pixel_std_ratio"] = sum(ratios) / len(ratios) if ratios else None
+    row["pixel_std_ratio_min"] = min(ratios) if ratios else None
     return row
+
+
+def _motion_metrics(similarities: dict[str, list[float]]) -> dict:
+    """The mean motion similarity over the videos, and the classes whose mean reaches the threshold (of
+    those with a stimulus); NaN similarities (nothing moves) are left out."""
+    per_class = {name: [v for v in values if not math.isnan(v)] for name, values in similarities.items()}
+    per_class = {name: values for name, values in per_class.items() if values}
+    every = [value for values in per_class.values() for value in values]
+    return {"motion_similarity": sum(every) / len(every) if every else None,
+            "motion_classes": len(per_class),
+            "motion_classes_matched": sum(sum(v) / len(v) >= MOTION_MATCH_THRESHOLD for v in per_class.values())}
 
 
 def _role_metrics(scores: GroupScores, role: str, splits: int) -> dict:

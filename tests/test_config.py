@@ -46,3 +46,18 @@ def test_adapters_stay_frozen_in_eval_mode():
     adapter.train()
     assert not adapter.training and not adapter.model.training
     assert not any(p.requires_grad for p in adapter.parameters())
+
+
+def test_a_presets_further_settings_apply_unless_the_paper_is_asked_for(monkeypatch):
+    import dataclasses
+
+    from leaps_engine import config as config_module
+
+    with_priors = dataclasses.replace(config_module.PRESETS["embedded"],
+                                      settings=(("parameterization", "fourier"), ("jitter", 2)))
+    monkeypatch.setitem(config_module.PRESETS, "embedded", with_priors)
+    default = SynthesisConfig.from_preset("embedded")
+    assert (default.parameterization, default.jitter) == ("fourier", 2)
+    paper = SynthesisConfig.from_preset("embedded", paper=True)
+    assert (paper.parameterization, paper.jitter, paper.steps) == ("pixel", 0, with_priors.steps)
+    assert SynthesisConfig.from_preset("embedded", paper=True, jitter=1).jitter == 1  # options still apply

@@ -21,6 +21,7 @@ from leaps_engine.engine.embedded.generator import (
 )
 
 TEST_SEED = 777  # used neither by training (seed 0) nor by its held-out set (seed 10,000)
+PANNING = 0.1  # a camera speed, image coordinates per frame
 ACTOR = 2  # the actor's index among the scene's moving sprites (distractor, partner, actor)
 PARTNER = 1
 
@@ -51,15 +52,16 @@ def test_stimulus_is_one_clip_determined_by_its_seed():
         generate_stimulus(len(CLASS_NAMES), seed=5)
 
 
-def test_the_camera_pans_steadily_and_stays_still_when_asked():
+def test_the_camera_is_still_by_default_and_pans_steadily_when_asked():
     labels = torch.arange(len(CLASS_NAMES))
-    panning = sample_scene(labels, torch.Generator().manual_seed(TEST_SEED))
-    still = sample_scene(labels, torch.Generator().manual_seed(TEST_SEED), camera_speed=0.0)
+    panning = sample_scene(labels, torch.Generator().manual_seed(TEST_SEED), camera_speed=PANNING)
+    still = sample_scene(labels, torch.Generator().manual_seed(TEST_SEED))
+    assert CAMERA_SPEED == 0.0
     assert not still.camera.any()
     assert torch.equal(still.movers.centre, panning.movers.centre)  # the camera's draws come last
     velocity = panning.camera[:, 1:] - panning.camera[:, :-1]  # [N, T - 1, 2]
     assert torch.allclose(velocity, velocity[:, :1].expand_as(velocity), atol=1e-6)
-    assert (velocity[:, 0].norm(dim=-1) <= CAMERA_SPEED + 1e-6).all() and velocity.abs().max() > 0.01
+    assert (velocity[:, 0].norm(dim=-1) <= PANNING + 1e-6).all() and velocity.abs().max() > 0.01
 
 
 def test_a_panning_camera_shifts_background_and_clutter_together():
@@ -127,8 +129,8 @@ def test_pairs_approach_or_separate_and_bouncing_turns_at_the_floor():
 @pytest.mark.parametrize(("name", "network"), [("embedded", "classifier"), ("embedded_verifier", "verifier"),
                                              ("embedded_evaluator", "evaluator")])
 def test_shipped_weights_classify_fresh_clips_as_recorded(name, network):
-    """Far above chance (1 in 12; with the panning camera the shipped networks hold 68-85%), and within 5
-    points of the held-out accuracy that training.json records for these weights (600 clips here)."""
+    """At least 90% (the classifier and evaluator hold 98.9% and 99.5% held-out, the verifier 93.8%), and
+    within 5 points of the held-out accuracy that training.json records for these weights (600 clips here)."""
     record = resources.files("leaps_engine.engine.embedded") / "weights" / "training.json"
     recorded = json.loads(record.read_text())[network]["held_out_accuracy"]
     adapter = create_adapter(name)
@@ -136,7 +138,20 @@ def test_shipped_weights_classify_fresh_clips_as_recorded(name, network):
     clips = generate_clips(labels, torch.Generator().manual_seed(TEST_SEED))
     with torch.no_grad():
         accuracy = (adapter(adapter.spec.normalize(clips)).argmax(1) == labels).float().mean().item()
-    assert accuracy >= 0.6 and abs(accuracy - recorded) <= 0.05
+    assert accuracy >= 0.9 and abs(accuracy - recorded) <= 0.05
+
+
+def test_training_json_records_that_each_network_knows_its_domain():
+    """The target of the shipped networks: >= 95% held-out, every class >= 85% (2,400 clips, unseen seed).
+    The classifier and the evaluator meet it; the verifier is at 93.8%, with "rotating counterclockwise"
+    at 43% (read as clockwise), a gap that is recorded here rather than hidden."""
+    record = json.loads((resources.files("leaps_engine.engine.embedded") / "weights" / "training.json").read_text())
+    for network in ("classifier", "evaluator"):
+        assert record[network]["held_out_accuracy"] >= 0.95, network
+        assert min(record[network]["per_class_accuracy"].values()) >= 0.85, network
+    assert record["verifier"]["held_out_accuracy"] >= 0.93
+    for network in ("classifier", "verifier", "evaluator"):
+        assert record[network]["camera_speed"] == CAMERA_SPEED, network
 
 
 @pytest.mark.parametrize("name", ["embedded", "embedded_verifier", "embedded_evaluator"])

@@ -21,7 +21,8 @@ from leaps_engine.outputs.results import find_result_files
 GROUP_KEYS = ["model", "method", "objective", "distance", "priming_layers", "verifier"]
 ROW_KEYS = {"method", "objective", "n_runs", "n_videos", "top1_model", "top5_model", "top1_verifier", "top5_verifier",
             "top1_evaluator", "top5_evaluator", "inception_score_model", "inception_score_verifier",
-            "inception_score_evaluator", "psnr_synthesized", "ssim_synthesized", "psnr_stimulus", "ssim_stimulus"}
+            "inception_score_evaluator", "psnr_synthesized", "ssim_synthesized", "psnr_stimulus", "ssim_stimulus", "motion_similarity",
+            "motion_classes", "motion_classes_matched", "pixel_std_ratio", "pixel_std_ratio_min"}
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +65,9 @@ def test_json_groups_both_runs_and_matches_the_recorded_predictions(runs, capsys
     assert row["top1_model"] == pytest.approx(expected)
     assert row["top1_evaluator"] == pytest.approx(row["top1_verifier"])  # the evaluator is the verifier here
     assert row["psnr_synthesized"] is not None and -1.0 <= row["ssim_synthesized"] <= 1.0
+    assert -1.0 <= row["motion_similarity"] <= 1.0 and row["motion_classes"] == 2
+    assert 0 <= row["motion_classes_matched"] <= 2
+    assert 0 < row["pixel_std_ratio_min"] <= row["pixel_std_ratio"]
     assert not list(tmp_path.glob(".*tmp*"))
 
 

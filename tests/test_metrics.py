@@ -136,3 +136,13 @@ def test_evaluate_reports_the_high_frequency_ratio_of_noise_over_its_stimulus(tm
     assert row["high_frequency_share_synthesized"] > 0.7
     assert row["high_frequency_ratio"] == row["high_frequency_share_synthesized"] / row["high_frequency_share_stimulus"]
     assert row["high_frequency_ratio"] > 10
+
+
+def test_frame_pixel_std_is_zero_for_grey_and_halves_with_the_contrast():
+    generator = torch.Generator().manual_seed(0)
+    video = torch.rand(2, 3, 4, 16, 16, generator=generator)
+    low_contrast = 0.5 + (video - 0.5) / 2
+    spreads = metrics.frame_pixel_std(torch.cat([video, low_contrast, torch.full((1, 3, 4, 16, 16), 0.5)]))
+    assert spreads[0] == pytest.approx(1 / 12**0.5, rel=0.05)  # uniform pixels
+    torch.testing.assert_close(spreads[2:4], spreads[0:2] / 2)
+    assert spreads[4] == 0

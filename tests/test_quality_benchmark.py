@@ -38,3 +38,18 @@ def test_figure_and_resumable_runs(report):
     rerun = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)  # finished runs are skipped
     assert rerun.returncode == 0
     assert [path.stat().st_mtime_ns for path in results] == stamps
+
+
+def test_priors_table_has_every_row_the_gradient_sizes_and_the_contact_sheets(tmp_path):
+    command = [sys.executable, str(ROOT / "benchmarks" / "quality.py"), "--tables", "priors", "--classes", "2",
+               "--stimuli", "1", "--steps", "2", "--runs", str(tmp_path / "runs"), "--report", str(tmp_path / "p.md")]
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    text = (tmp_path / "p.md").read_text()
+    assert "## Space-time priors" in text and "## Table 1: methods" not in text
+    for label in ("LEAPS (paper)", "LEAPS + Fourier", "LEAPS + transformations", "LEAPS + Fourier + transformations",
+                  "3D DeepDream (paper)", "3D AM + Fourier + transformations"):
+        assert f"| {label} | 2 |" in text
+    gradients = [line for line in text.splitlines() if line.startswith("| LEAPS (paper) | first |")]
+    assert len(gradients) == 1 and all(float(cell) > 0 for cell in gradients[0].strip("|").split("|")[2:4])
+    assert (tmp_path / "p_contact_sheets.png").stat().st_size > 0 and "(p_contact_sheets.png)" in text

@@ -217,7 +217,10 @@ def test_sweep_report_scores_every_finished_job(tmp_path):
     _manifest(tmp_path / "m.csv", [f"{i},{i},{STEPS}" for i in range(2)] + [f"0,5,{STEPS},am"],
               "class,seed,steps,method")
     runner = CliRunner()
-    assert runner.invoke(main, ["sweep", "run", str(tmp_path / "m.csv"), "--out", str(tmp_path / "out")]).exit_code == 0
+    run = runner.invoke(main, ["sweep", "run", str(tmp_path / "m.csv"), "--out", str(tmp_path / "out"), "--report"])
+    assert run.exit_code == 0, run.output
+    page = (tmp_path / "out" / "report.html").read_text()  # --report: the HTML page of every finished job
+    assert page.count('<section class="run"') == 3 and 'id="comparison"' in page and "method=am" in page
     result = runner.invoke(main, ["sweep", "report", str(tmp_path / "out"), "--format", "json",
                                   "--out", str(tmp_path / "report.json")])
     assert result.exit_code == 0, result.output

@@ -176,3 +176,16 @@ def test_peak_memory_does_not_grow_with_the_step_count():
 
     short, long = peak_kib(150), peak_kib(600)
     assert long - short < 8 * 1024, (short, long)
+
+
+def test_term_gradients_are_measured_at_the_first_and_last_step(model, verifier):
+    config = SynthesisConfig.from_preset("embedded", steps=3, r=1e-3)
+    result = synthesize(model, [Target(0), Target(4)], verifier=verifier, config=config, measure_term_gradients=True)
+    assert set(result.term_gradients) == {"first", "last"}
+    for norms in result.term_gradients.values():
+        assert all(norms[term].shape == (2,) for term in ("ce", "priming", "coherence", "feature", "prior"))
+        assert (norms["ce"] > 0).all() and (norms["priming"] > 0).all() and (norms["feature"] > 0).all()
+        assert (norms["prior"] == 0).all()  # LEAPS has no pixel prior
+    plain = synthesize(model, [Target(0), Target(4)], verifier=verifier, config=config)
+    assert plain.term_gradients == {}
+    torch.testing.assert_close(plain.videos, result.videos)  # measuring does not change the run

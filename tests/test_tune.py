@@ -36,7 +36,7 @@ def test_tune_command_writes_the_grid_and_the_winner(tmp_path):
     assert len(report["trials"]) == 2 and report["grid"]["lambda_first"] == [1.0, 0.5]
     assert report["best"] in report["trials"] and report["command"].startswith("leaps-engine")
     assert all(0 <= t["verifier_top1"] <= 100 and 0 <= t["model_top1"] <= 100 for t in report["trials"])
-    assert "**(best)**" in (out / "tune.md").read_text()
+    assert "(best)" in (out / "tune.md").read_text()
     assert "best: lambda_first=" in result.output
 
 

@@ -15,6 +15,7 @@ from leaps_engine.cli.console import Commands
 from leaps_engine.cli.evaluate import evaluate
 from leaps_engine.cli.export import export
 from leaps_engine.cli.info import classes, layers, models
+from leaps_engine.cli.report import report
 from leaps_engine.cli.sweep import sweep
 from leaps_engine.cli.synthesize import synthesize
 from leaps_engine.cli.tune import tune
@@ -26,5 +27,5 @@ def main() -> None:
     """Synthesize videos that show what a video classifier has learned (LEAPS, ICCV 2023)."""
 
 
-for command in (synthesize, bench, tune, export, evaluate, models, layers, classes, sweep):
+for command in (synthesize, bench, tune, export, evaluate, report, models, layers, classes, sweep):
     main.add_command(command)

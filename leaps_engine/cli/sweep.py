@@ -66,6 +66,8 @@ def sweep_plan(stimuli_root: str, out: str, models: tuple[str, ...], seeds: tupl
 @click.option("--cpus-per-task", type=int, default=None,
               help="CPUs each Ray task reserves (default: the sweep's thread count, --threads).")
 @click.option("--local-cpus", type=int, default=None, help="CPUs of the cluster that --ray-address local starts.")
+@click.option("--report", is_flag=True,
+              help="At the end, write DIR/report.html over every finished job (as `leaps-engine report DIR/results`).")
 @threads_option
 def sweep_run(**options: object) -> None:
     """Run every unfinished job of MANIFEST; rerun the same command to resume or retry.
@@ -118,7 +120,7 @@ def run_plan(*, stimuli_root: str, models: tuple[str, ...], seeds: tuple[int, ..
 
 def run_sweep_command(*, manifest: str, out_dir: str, batch_size: int, max_attempts: int, device: str,
                       ray_address: str | None, gpus_per_task: float, cpus_per_task: int | None,
-                      local_cpus: int | None) -> bool:
+                      local_cpus: int | None, report: bool = False) -> bool:
     """Run ``leaps-engine sweep run``; returns whether every job of the manifest is finished.
 
     Every executor runs the jobs with this process's torch thread count (``--threads``), so a job gives
@@ -136,8 +138,22 @@ def run_sweep_command(*, manifest: str, out_dir: str, batch_size: int, max_attem
     out = Path(out_dir)
     prepare_out_dir(out)
     with exclusive_output(out):  # one run of a sweep folder at a time
-        return _run_locked(jobs, out, batch_size, max_attempts, device, ray_address, gpus_per_task, cpus_per_task,
-                           local_cpus, threads)
+        finished = _run_locked(jobs, out, batch_size, max_attempts, device, ray_address, gpus_per_task,
+                               cpus_per_task, local_cpus, threads)
+        if report:
+            _write_sweep_report(out, device if ray_address is None else "cpu")
+        return finished
+
+
+def _write_sweep_report(out: Path, device: str) -> None:
+    from leaps_engine.cli.report import report_after_run
+    from leaps_engine.outputs.results import RESULT_FILE, files_under
+    from leaps_engine.sweep.batches import RESULTS_DIR
+
+    if not (out / RESULTS_DIR).is_dir() or not files_under(out / RESULTS_DIR, RESULT_FILE):
+        click.echo(f"no finished job in {out}: no report written", err=True)
+        return
+    report_after_run([out / RESULTS_DIR], out / "report.html", device)
 
 
 def _run_locked(jobs, out, batch_size, max_attempts, device, ray_address, gpus_per_task, cpus_per_task, local_cpus,

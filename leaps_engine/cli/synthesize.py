@@ -43,9 +43,14 @@ if TYPE_CHECKING:
               help="Output folder (built beside it and renamed into place when complete; an earlier result "
                    "there is replaced).")
 @setting_options
+@click.option("--paper", is_flag=True,
+              help="The paper's setting: leave out the preset's space-time priors (pixels, no transformations); "
+                   "other options still apply.")
 @click.option("--snapshots", default=None, metavar="STEPS", callback=parsed_by(parse_snapshots),
               help="Also save the videos at these steps, e.g. 100,500,2000 (paper Fig. 8).")
 @click.option("--fps", type=int, default=5, show_default=True, help="Frame rate of the written videos.")
+@click.option("--report", is_flag=True,
+              help="Also write OUT/report.html: the videos beside their stimuli, loss curves and top-5 (one page).")
 @acceleration_options
 @forward_backend_option("the forward-only pass over the stimuli (their priming features)")
 @threads_option
@@ -53,7 +58,8 @@ def synthesize(**options: object) -> None:
     """Synthesize one video per target class by inverting a model primed with a stimulus.
 
     Writes to --out: result.json (config, versions, per-step losses, final scores) and, per clip,
-    video.mp4, video.gif, contact_sheet.png (stimulus row above the synthesized row) and video.pt.
+    video.mp4, video.gif, contact_sheet.png (stimulus row above the synthesized row) and video.pt; with
+    --report also report.html.
     """
     with user_errors():
         run_synthesis(**options)
@@ -63,7 +69,7 @@ def run_synthesis(
     *, model_name: str, weights: str | None, classes: tuple[str, ...], stimuli: tuple[str, ...], seed: int,
     device: str, out_dir: str, verifier: str | None, verifier_weights: str | None, snapshots: list[int], fps: int,
     dtype: str, channels_last: bool, compile_step: bool, cuda_graphs: bool, kernels: str,
-    forward_backend: str = "torch", **settings: object,
+    forward_backend: str = "torch", report: bool = False, **settings: object,
 ) -> None:
     """Run ``leaps-engine synthesize`` with the parsed options; ``settings`` are :class:`SynthesisConfig`
     overrides (``None``: the preset's)."""
@@ -83,11 +89,16 @@ def run_synthesis(
     targets, stimulus_labels = build_targets(model_name, get_adapter_entry(model_name).spec.class_names, classes,
                                              stimuli, seed, config)
     out = Path(out_dir)
-    with exclusive_output(out), staged_folder(out, replaceable=is_result_folder) as staging:
-        clips, seconds, timing = _run_and_write(model_name, weights, targets, stimulus_labels, config, acceleration,
-                                                verifier, verifier_weights, torch_device, staging, snapshots,
-                                                fps, forward_backend)
-    _print_report(clips, seconds, timing, out)
+    with exclusive_output(out):
+        with staged_folder(out, replaceable=is_result_folder) as staging:
+            clips, seconds, timing = _run_and_write(model_name, weights, targets, stimulus_labels, config,
+                                                    acceleration, verifier, verifier_weights, torch_device, staging,
+                                                    snapshots, fps, forward_backend)
+        _print_report(clips, seconds, timing, out)
+        if report:  # beside the published result, under the same lock
+            from leaps_engine.cli.report import report_after_run
+
+            report_after_run([out], out / "report.html", device)
 
 
 def _run_and_write(model_name, weights, targets, stimulus_labels, config, acceleration, verifier_name,

@@ -133,7 +133,7 @@ def _write_reports(out, model_name, verifier_name, verifier_weights, config, gri
     from dataclasses import asdict
 
     from leaps_engine._io import atomic_path
-    from leaps_engine.engine.tuning import Trial
+    from leaps_engine.outputs.tables import tune_grid
 
     command = shlex.join(["leaps-engine", *sys.argv[1:]])
     report = {
@@ -142,13 +142,7 @@ def _write_reports(out, model_name, verifier_name, verifier_weights, config, gri
         "best": asdict(winner), "trials": [asdict(t) for t in trials],
     }
     lines = [f"> command: {command}  ", (f"> {model_name}, verifier {verifier_name}, {config.steps} steps, "
-             f"{'x'.join(map(str, config.size))}, seed {config.seed}"), "",
-             "| lambda_first | lambda_last | r | verifier top-1 % | verifier p(target) | model top-1 % | s |",
-             "|---:|---:|---:|---:|---:|---:|---:|"]
-    for trial in sorted(trials, key=Trial.rank_key, reverse=True):
-        mark = " **(best)**" if trial is winner else ""
-        lines.append(f"| {trial.lambda_first} | {trial.lambda_last} | {trial.r:g} | {trial.verifier_top1:.1f}{mark} | "
-                     f"{trial.verifier_target_prob:.3f} | {trial.model_top1:.1f} | {trial.seconds:.1f} |")
+             f"{'x'.join(map(str, config.size))}, seed {config.seed}"), "", *tune_grid(report).markdown()]
     with atomic_path(out / "tune.json") as tmp:
         Path(tmp).write_text(json.dumps(report, indent=2))
     with atomic_path(out / "tune.md") as tmp:

@@ -8,6 +8,7 @@ Pure functions on tensors; the ``leaps-engine evaluate`` job (:mod:`leaps_engine
   when each video is confidently one class and the classes are diverse.
 * :func:`consecutive_frame_psnr`, :func:`consecutive_frame_ssim`: mean PSNR / SSIM between frames ``t``
   and ``t + 1`` (paper Fig. 7): high values mean smooth, temporally coherent motion.
+* :func:`frame_pixel_std`: the spread of each frame's pixels (a grey or blurred video has little).
 * :func:`high_frequency_share`: the share of spatial spectral energy above half the Nyquist frequency,
   what per-pixel noise is made of (``evaluate`` reports synthesized videos' share over their stimuli's).
 """
@@ -138,6 +139,15 @@ def consecutive_frame_ssim(videos: torch.Tensor) -> torch.Tensor:
         earlier, later, kernel_size=kernel_size, sigma=sigma, data_range=1.0, reduction="none"
     )
     return ssim.view(count, frames - 1).mean(dim=1).cpu()
+
+
+def frame_pixel_std(videos: torch.Tensor) -> torch.Tensor:
+    """Mean over the frames of the standard deviation of each frame's pixels (all channels together):
+    ``[N, 3, T, H, W]`` in [0, 1] -> ``[N]`` (pixel units)."""
+    if videos.dim() != 5:
+        raise ValueError(f"expected videos [N, 3, T, H, W], got shape {tuple(videos.shape)}")
+    frames = videos.float().transpose(1, 2).flatten(2)  # [N, T, 3 * H * W]
+    return frames.std(dim=2).mean(dim=1).cpu()
 
 
 def high_frequency_share(videos: torch.Tensor) -> torch.Tensor:

@@ -97,7 +97,8 @@ class SynthesisResult:
     each target, pixels ``[3, T, H, W]``, or ``None`` for a baseline run without one), the per-term
     history (term -> ``[steps, B]``), final scores. ``acceleration`` is the run's resolved speed settings;
     ``kernels`` is the loss backend that served the run's last step; ``kernels_fallback`` says why
-    ``auto`` dropped the fused kernels, if it did."""
+    ``auto`` dropped the fused kernels, if it did; ``term_gradients`` holds each term's input-gradient
+    norm at the first and last step when ``synthesize(measure_term_gradients=True)`` asked for them."""
 
     videos: torch.Tensor
     stimuli: list[torch.Tensor | None]
@@ -111,6 +112,7 @@ class SynthesisResult:
     acceleration: Acceleration = field(default_factory=lambda: Acceleration().resolve("cpu"))
     kernels: str = "eager"
     kernels_fallback: str | None = None
+    term_gradients: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)  # "first"/"last" -> term -> [B]
 
 
 Callback = Callable[[StepState], None]
@@ -138,6 +140,7 @@ def synthesize(
     callbacks: Sequence[Callback] = (),
     acceleration: Acceleration | None = None,
     forward_backend: ForwardBackend | None = None,
+    measure_term_gradients: bool = False,
 ) -> SynthesisResult:
     """Synthesize one video per target by inverting ``model`` (LEAPS, paper Eq. 4).
 
@@ -151,6 +154,9 @@ def synthesize(
         acceleration: dtype, channels-last, compile and kernel choices (default: :class:`Acceleration`).
         forward_backend: runs the forward-only pass over the stimuli (default: ``model`` in torch); see
             :func:`leaps_engine.export.backends.create_forward_backend`.
+        measure_term_gradients: also record, at the first and the last step, the L2 norm of each weighted
+            term's gradient with respect to the objective's input video (one extra backward pass per
+            term at those two steps; :attr:`SynthesisResult.term_gradients`). Not with CUDA graphs.
     """
     config = config or SynthesisConfig.from_preset(model.name)
     config.validate()
@@ -185,6 +191,9 @@ def synthesize(
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.steps, eta_min=0.0)
     scaler = torch.amp.GradScaler(device.type, enabled=acceleration.dtype == "float16")
     augment_generators = [torch.Generator().manual_seed(seed) for seed in seeds]
+    if measure_term_gradients and acceleration.cuda_graphs:
+        raise LeapsError("measuring each term's gradient needs extra backward passes, which CUDA graphs do not allow")
+    term_gradients: dict[str, dict[str, torch.Tensor]] = {}
     # The whole run's history, allocated once on the device: nothing is kept per step, so memory does not
     # grow with the step count, and rows are written without a host sync.
     history = {term: torch.zeros((config.steps, len(targets)), device=device) for term in (*LOSS_TERMS, "target_prob")}
@@ -195,7 +204,10 @@ def synthesize(
         for step in range(1, config.steps + 1):
             if acceleration.cuda_graphs:
                 torch.compiler.cudagraph_mark_step_begin()
-            logits, losses = objective(_augment(x_star.video(), config, augment_generators))
+            video = _augment(x_star.video(), config, augment_generators)
+            logits, losses = objective(video)
+            if measure_term_gradients and step in (1, config.steps):
+                term_gradients["first" if step == 1 else "last"] = _term_gradient_norms(losses, video, config.r)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(losses["total"].sum()).backward()
             if step == 1:
@@ -235,7 +247,23 @@ def synthesize(
         acceleration=acceleration,
         kernels=kernels,
         kernels_fallback=kernels_fallback,
+        term_gradients=term_gradients,
     )
+
+
+def _term_gradient_norms(losses: dict[str, torch.Tensor], video: torch.Tensor, r: float) -> dict[str, torch.Tensor]:
+    """Per term of the total (R_coh and R_feat times ``r``, as they enter it), the L2 norm ``[B]`` of its
+    gradient with respect to ``video`` ``[B, 3, T, H, W]``; terms that do not depend on it give 0."""
+    weights = {"ce": 1.0, "priming": 1.0, "coherence": r, "feature": r, "prior": 1.0}
+    norms = {}
+    for term, weight in weights.items():
+        if not losses[term].requires_grad:
+            norms[term] = torch.zeros(video.shape[0])
+            continue
+        (gradient,) = torch.autograd.grad(weight * losses[term].sum(), video, retain_graph=True, allow_unused=True)
+        norms[term] = (torch.zeros(video.shape[0]) if gradient is None
+                       else gradient.float().flatten(1).norm(dim=1).detach().cpu())
+    return norms
 
 
 @torch.no_grad()

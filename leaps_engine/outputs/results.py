@@ -120,6 +120,7 @@ def write_clip(result: SynthesisResult, index: int, clip_dir: Path, out: Path, f
         **{key: str(path.relative_to(out)) for key, path in files.items()},
         "snapshots": [str(path.relative_to(out)) for path in snapshots],
         "display_scale": scale,
+        "fps": fps,
         "history": {term: values[:, index].tolist() for term, values in result.history.items()},
     }
 
@@ -186,8 +187,7 @@ def _expand(path: Path, allow_manifest: bool) -> list[Path]:
     if not path.exists():
         raise LeapsError(f"path not found: {path}")
     if path.is_dir():
-        results = sorted(result for result in path.rglob(RESULT_FILE)  # not in hidden (e.g. unfinished) folders
-                         if not any(is_junk(Path(part)) for part in result.relative_to(path).parts[:-1]))
+        results = files_under(path, RESULT_FILE)
         if not results:
             raise LeapsError(f"no {RESULT_FILE} found under {path}")
         return results
@@ -196,6 +196,13 @@ def _expand(path: Path, allow_manifest: bool) -> list[Path]:
     if allow_manifest and path.suffix.lower() in (".txt", ".json"):
         return [result for entry in _read_manifest(path) for result in _expand(entry, allow_manifest=False)]
     raise LeapsError(f"{path} is not a result folder, a {RESULT_FILE} or a manifest (.txt or .json)")
+
+
+def files_under(folder: Path, name: str) -> list[Path]:
+    """The files called ``name`` anywhere under ``folder``, sorted, except in hidden folders (unfinished
+    results are built in one)."""
+    return sorted(found for found in folder.rglob(name)
+                  if not any(is_junk(Path(part)) for part in found.relative_to(folder).parts[:-1]))
 
 
 def _read_manifest(path: Path) -> list[Path]:

@@ -7,12 +7,12 @@ colours, sizes, speeds, positions and backgrounds are drawn independently of the
 decides how the actor moves (for "approaching" and "separating", how a pair of actors moves), so a
 classifier has to read the motion. The distractor is told apart by being smaller and plain.
 
-A camera pans over the scene in a random direction at up to ``CAMERA_SPEED`` per frame, so an actor's
-motion on screen is its motion in the scene minus the camera's, and only the background tells them apart
-(with a still camera, networks that let LEAPS videos carry over to other networks let the CE-only
-baselines' videos carry over as well, which leaves no room to tell methods apart). ``camera_speed=0``
-gives a still camera, the earlier, easier domain; the camera's
-random draws come after all others, so a seed gives the same scene with and without it.
+The camera is still by default (``CAMERA_SPEED`` = 0). ``camera_speed`` > 0 pans it over the scene in a
+random direction at up to that speed per frame, so that an actor's motion on screen is its motion in the
+scene minus the camera's and only the background tells them apart; networks as small as the embedded
+ones stayed at 68-85% held-out accuracy on that domain, near chance on the rotations, against 98-99%
+with the still camera, and a network that does not know its domain cannot show what it knows. The
+camera's random draws come after all others, so a seed gives the same scene with and without it.
 
 Rendering is vectorised over the batch: every shape is an implicit function on the pixel grid with a
 one-pixel soft edge; position, rotation and scale are coordinate transforms. Image coordinates span
@@ -58,7 +58,7 @@ SHAPES: tuple[str, ...] = ("disc", "square", "triangle", "plus", "ellipse")
 PIXEL_MEAN: tuple[float, float, float] = (0.5, 0.5, 0.5)
 PIXEL_STD: tuple[float, float, float] = (0.29, 0.29, 0.29)
 
-CAMERA_SPEED = 0.1  # the fastest camera pan, image coordinates per frame (the image spans 2)
+CAMERA_SPEED = 0.0  # the fastest camera pan, image coordinates per frame (the image spans 2); 0: still
 
 
 @dataclass

@@ -102,7 +102,7 @@ class EmbeddedVerifier(nn.Module):
         super().__init__()
         self.delta = TemporalDelta()
         self.stem = nn.Sequential(
-            conv_norm_relu(3, 24, (1, 3, 3), (1, 2, 2)),
+            conv_norm_relu(3, 24, (1, 5, 5), (1, 2, 2)),
             conv_norm_relu(24, 24, (3, 1, 1), (1, 1, 1)),
         )
         self.block1 = FactorisedResidualBlock(24, 40, (1, 2, 2))

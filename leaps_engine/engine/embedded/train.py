@@ -2,12 +2,12 @@
 
     python -m leaps_engine.engine.embedded.train --seed 0 --out DIR                    # all three, clean clips
     python -m leaps_engine.engine.embedded.train --seed 0 --out DIR --only evaluator   # one network
-    python -m leaps_engine.engine.embedded.train --seed 0 --out DIR --camera-speed 0   # the still-camera domain
+    python -m leaps_engine.engine.embedded.train --seed 0 --out DIR --camera-speed 0.1 # a panning camera
 
 The shipped weights (``leaps_engine/engine/embedded/weights``) are the evaluator of ``--only evaluator``
 and the classifier and verifier of ``--only classifier --only verifier --adversarial 0.02 --noise
 --steps 1600`` (PGD-trained: without it the synthesized videos do not transfer between networks), on the
-default domain (a camera panning at up to ``CAMERA_SPEED``).
+default domain (a still camera, ``CAMERA_SPEED`` = 0).
 
 Every step draws a new batch of clips (infinite data, so no epochs and no overfitting to a fixed set),
 normalises with the generator's ``PIXEL_MEAN``/``PIXEL_STD`` and takes one AdamW step on each network
@@ -231,8 +231,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--adversarial", type=float, default=0.0, metavar="EPSILON",
                         help="train the classifier and verifier on PGD clips within this L-inf pixel radius")
     parser.add_argument("--camera-speed", type=float, default=CAMERA_SPEED, metavar="SPEED",
-                        help=f"the fastest camera pan, image coordinates per frame (default {CAMERA_SPEED}; "
-                             "0: a still camera)")
+                        help=f"the fastest camera pan, image coordinates per frame (default {CAMERA_SPEED}: a "
+                             "still camera; 0.1 pans at up to 1.6 pixels per frame at 32x32)")
     args = parser.parse_args(argv)
     only = tuple(args.only) if args.only else tuple(NETWORKS)
     run(args.seed, args.steps, args.batch_size, args.out, args.held_out_per_class, lambda line: print(line, flush=True),
