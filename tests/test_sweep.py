@@ -210,7 +210,8 @@ def test_sweep_results_equal_synthesizing_each_job_alone(tmp_path, model, verifi
         alone = synthesize(model, [Target(label, generate_stimulus(label, seed=job.seed), seed=job.seed)],
                            verifier=verifier, config=SynthesisConfig.from_preset("embedded", steps=STEPS))
         swept = _video(result_dir(tmp_path / "out", job) / RESULT_FILE)
-        torch.testing.assert_close(swept, alone.videos[0], atol=1e-3, rtol=0)
+        # batched float sums differ from a lone run's: equal within one 8-bit grey level (1/255)
+        torch.testing.assert_close(swept, alone.videos[0], atol=1 / 255, rtol=0)
 
 
 def test_sweep_report_scores_every_finished_job(tmp_path):
