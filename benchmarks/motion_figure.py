@@ -21,15 +21,10 @@ import torch
 
 from leaps_engine._io import atomic_path
 from leaps_engine.engine.embedded.generator import CAMERA_SPEED, CLASS_NAMES, generate_clips
-from leaps_engine.engine.motion import motion_signature
+from leaps_engine.engine.motion import motion_signature, signature_similarity
 from leaps_engine.evaluation import MOTION_MATCH_THRESHOLD as MATCH_THRESHOLD
 
 SEED = 7331  # used neither by training (0, 20,000), its held-out set (10,000) nor robustness.py (4242)
-
-
-def cosine(a: np.ndarray, b: np.ndarray) -> float:
-    norms = np.linalg.norm(a) * np.linalg.norm(b)
-    return float(a @ b / norms) if norms > 0 else float("nan")
 
 
 def main() -> None:
@@ -52,8 +47,9 @@ def main() -> None:
         own = np.flatnonzero(labels == index)
         first, second = own[: args.per_class], own[args.per_class :]
         others = np.flatnonzero(labels != index)[: args.per_class * (len(CLASS_NAMES) - 1)]
-        same = np.array([cosine(signatures[i], signatures[j]) for i, j in zip(first, second, strict=True)])
-        other = np.array([cosine(signatures[i], signatures[j]) for i in first for j in others])
+        pairs = zip(first, second, strict=True)
+        same = np.array([signature_similarity(signatures[i], signatures[j]) for i, j in pairs])
+        other = np.array([signature_similarity(signatures[i], signatures[j]) for i in first for j in others])
         matched += np.nanmean(same) >= MATCH_THRESHOLD
         lines.append(f"| {name} | {np.nanmean(same):.2f} | {np.mean(same >= MATCH_THRESHOLD):.2f} | "
                      f"{np.nanmean(other):.2f} | {np.mean(other >= MATCH_THRESHOLD):.2f} |")

@@ -6,10 +6,12 @@ warnings as one ``warning: ...`` line each, and Ctrl-C, SIGTERM or SIGHUP as one
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 
 import click
 
@@ -62,3 +64,12 @@ class Commands(click.Group):
         except click.exceptions.Abort:
             click.echo("error: interrupted", err=True)
             sys.exit(130)
+
+
+def check_writable_file(out: Path) -> None:
+    """Raise :class:`LeapsError` unless ``out`` names a file in an existing, writable folder."""
+    folder = out.parent
+    if out.is_dir():
+        raise LeapsError(f"--out {out} is a folder; give a file name")
+    if not folder.is_dir() or not os.access(folder, os.W_OK):
+        raise LeapsError(f"cannot write {out}: folder {folder} does not exist or is not writable")

@@ -6,7 +6,6 @@ The scoring is :func:`leaps_engine.evaluation.evaluate_results`; this command pr
 
 from __future__ import annotations
 
-import os
 import shlex
 import sys
 from collections.abc import Sequence
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from leaps_engine.cli.console import user_errors
+from leaps_engine.cli.console import check_writable_file, user_errors
 from leaps_engine.cli.options import device_option, forward_backend_option, table_options, threads_option
 from leaps_engine.config import FORWARD_BACKENDS, TABLE_FORMATS
 from leaps_engine.errors import LeapsError
@@ -68,7 +67,7 @@ def run_evaluate(
     if forward_backend not in FORWARD_BACKENDS:
         raise LeapsError(f"unknown forward backend {forward_backend!r}; use one of {', '.join(FORWARD_BACKENDS)}")
     if out is not None:
-        _check_writable(Path(out))
+        check_writable_file(Path(out))
     torch_device = check_device(device)
     if evaluator is not None:
         evaluator_weights = evaluator_weights or get_adapter_entry(evaluator).pretrained  # unknown name: fails early
@@ -89,11 +88,3 @@ def run_evaluate(
         with atomic_path(out) as temporary:
             Path(temporary).write_text(text)
     return rows
-
-
-def _check_writable(out: Path) -> None:
-    folder = out.parent
-    if out.is_dir():
-        raise LeapsError(f"--out {out} is a folder; give a file name")
-    if not folder.is_dir() or not os.access(folder, os.W_OK):
-        raise LeapsError(f"cannot write {out}: folder {folder} does not exist or is not writable")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from leaps_engine.cli.console import user_errors
+from leaps_engine.cli.console import check_writable_file, user_errors
 from leaps_engine.cli.options import device_option, threads_option
 
 
@@ -59,10 +59,7 @@ def write_report(
     from leaps_engine.outputs.video import mp4_codec
 
     out = Path(out)
-    if out.is_dir():
-        raise LeapsError(f"--out {out} is a folder; give a file name such as {out / 'report.html'}")
-    if not out.parent.is_dir():
-        raise LeapsError(f"cannot write {out}: folder {out.parent} does not exist")
+    check_writable_file(out)
     torch_device = check_device(device)
     if evaluator is not None:
         get_adapter_entry(evaluator)  # an unknown name fails here, whatever is being reported

@@ -91,9 +91,11 @@ def motion_signature(video: torch.Tensor) -> np.ndarray:
 def motion_similarity(videos: torch.Tensor, stimuli: torch.Tensor) -> torch.Tensor:
     """Cosine of the motion signatures of each video and its stimulus: ``[N, 3, T, H, W]`` twice (in [0, 1];
     sizes may differ between the two) -> ``[N]`` in [-1, 1]; NaN where either does not move."""
-    values = []
-    for video, stimulus in zip(videos, stimuli, strict=True):
-        a, b = motion_signature(video), motion_signature(stimulus)
-        norms = np.linalg.norm(a) * np.linalg.norm(b)
-        values.append(float(a @ b / norms) if norms > 0 else float("nan"))
-    return torch.tensor(values)
+    pairs = zip(videos, stimuli, strict=True)
+    return torch.tensor([signature_similarity(motion_signature(a), motion_signature(b)) for a, b in pairs])
+
+
+def signature_similarity(a: np.ndarray, b: np.ndarray) -> float:
+    """Cosine of two motion signatures; NaN where either is all zero (nothing moves)."""
+    norms = np.linalg.norm(a) * np.linalg.norm(b)
+    return float(a @ b / norms) if norms > 0 else float("nan")
