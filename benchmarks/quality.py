@@ -23,10 +23,12 @@ import argparse
 import contextlib
 import io
 import json
+import os
 import platform
 import shlex
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -34,17 +36,22 @@ from tqdm import tqdm
 
 from leaps_engine._io import atomic_path
 from leaps_engine.cli import main as leaps_engine_cli
+from leaps_engine.config import PRESETS
 from leaps_engine.engine.embedded.generator import CLASS_NAMES
 from leaps_engine.evaluation import MOTION_MATCH_THRESHOLD, evaluate_results
 from leaps_engine.outputs import video as video_files
 
-# The paper's setting: pixels, no transformations. BASE is it plus the tables' grouping keys.
-PAPER = {"parameterization": "pixel", "jitter": 0, "scale_jitter": 0.0, "time_shift": 0}
-BASE = {"method": "leaps", "objective": "full", "distance": "jvs", "priming_layers": 1.0, **PAPER}
-TRANSFORMATIONS = {"jitter": 2, "scale_jitter": 0.1, "time_shift": 1}
-PRIORS = {"parameterization": "fourier", **TRANSFORMATIONS}  # the best combination measured
+# The paper's setting (pixels, no transformations, the config's decays) and the embedded preset's default
+# (its further settings over the paper's). Tables 1, 2, 3 and S2 vary one thing of the default; the priors
+# table names every setting in full, so its "LEAPS (paper)" row is the paper's whatever the default.
+PAPER = {"parameterization": "pixel", "jitter": 0, "scale_jitter": 0.0, "time_shift": 0,
+         "spatial_decay": 1.0, "temporal_decay": 1.0}
+DEFAULT = {**PAPER, **dict(PRESETS["embedded"].settings)}
+BASE = {"method": "leaps", "objective": "full", "distance": "jvs", "priming_layers": 1.0, **DEFAULT}
+FOURIER = {**PAPER, "parameterization": "fourier"}
+SHIFTS = {"jitter": 2, "time_shift": 1}  # random spatial and temporal shifts
+TRANSFORMATIONS = {**SHIFTS, "scale_jitter": 0.1}  # and a random zoom
 PRIORS_TABLE = "Space-time priors"
-DECAYS = {"spatial_decay": 1.0, "temporal_decay": 1.0}  # the config's defaults, for rows that leave them
 # (table, row label, overrides of BASE); the BASE setting is shared by every table.
 SETTINGS = [
     ("Table 1: methods", "3D DeepDream", {"method": "deepdream"}),
@@ -60,21 +67,23 @@ SETTINGS = [
     ("Table 3: objective", "LEAPS (full)", {}),
     *[("Table S2: priming layers", f"{share}%", {"priming_layers": share / 100}) for share in (20, 40, 60, 80)],
     ("Table S2: priming layers", "100%", {}),
-    (PRIORS_TABLE, "LEAPS (paper)", {}),
-    (PRIORS_TABLE, "LEAPS + Fourier", {"parameterization": "fourier"}),
-    (PRIORS_TABLE, "LEAPS + transformations", TRANSFORMATIONS),
-    (PRIORS_TABLE, "LEAPS + Fourier + transformations", PRIORS),
-    (PRIORS_TABLE, "LEAPS + Fourier + transformations, spatial decay 1.5", {**PRIORS, "spatial_decay": 1.5}),
-    (PRIORS_TABLE, "LEAPS + Fourier + transformations, spatial decay 1.5, temporal decay 2",
-     {**PRIORS, "spatial_decay": 1.5, "temporal_decay": 2.0}),
-    (PRIORS_TABLE, "3D DeepDream (paper)", {"method": "deepdream"}),
-    (PRIORS_TABLE, "3D DeepDream + Fourier + transformations", {**PRIORS, "method": "deepdream"}),
-    (PRIORS_TABLE, "3D AM (paper)", {"method": "am"}),
-    (PRIORS_TABLE, "3D AM + Fourier + transformations", {**PRIORS, "method": "am"}),
+    (PRIORS_TABLE, "LEAPS (paper)", PAPER),
+    (PRIORS_TABLE, "LEAPS + Fourier", FOURIER),
+    (PRIORS_TABLE, "LEAPS + shifts", {**PAPER, **SHIFTS}),
+    (PRIORS_TABLE, "LEAPS + shifts and zoom", {**PAPER, **TRANSFORMATIONS}),
+    (PRIORS_TABLE, "LEAPS + Fourier + shifts and zoom", {**FOURIER, **TRANSFORMATIONS}),
+    (PRIORS_TABLE, "LEAPS + Fourier + shifts", {**FOURIER, **SHIFTS}),
+    (PRIORS_TABLE, "LEAPS + Fourier + shifts, spatial decay 1.5", {**FOURIER, **SHIFTS, "spatial_decay": 1.5}),
+    (PRIORS_TABLE, "LEAPS + Fourier + shifts, spatial decay 1.5, temporal decay 2",
+     {**FOURIER, **SHIFTS, "spatial_decay": 1.5, "temporal_decay": 2.0}),
+    (PRIORS_TABLE, "3D DeepDream (paper)", {**PAPER, "method": "deepdream"}),
+    (PRIORS_TABLE, "3D DeepDream + the default's priors", {**DEFAULT, "method": "deepdream"}),
+    (PRIORS_TABLE, "3D AM (paper)", {**PAPER, "method": "am"}),
+    (PRIORS_TABLE, "3D AM + the default's priors", {**DEFAULT, "method": "am"}),
 ]
 TABLES = {"1": "Table 1: methods", "2": "Table 2: priming distance", "3": "Table 3: objective",
           "S2": "Table S2: priming layers", "priors": PRIORS_TABLE}
-GROUP_KEYS = ("method", "objective", "distance", "priming_layers", *PAPER, "spatial_decay", "temporal_decay")
+GROUP_KEYS = ("method", "objective", "distance", "priming_layers", *PAPER)
 FIGURE_CLASSES = ("moving right", "rotating clockwise", "growing", "approaching")
 
 
@@ -84,24 +93,36 @@ def main() -> None:
     chosen = [TABLES[key] for key in args.tables.split(",")]
     rows_wanted = [(table, label, overrides) for table, label, overrides in SETTINGS if table in chosen]
     settings = {_slug(overrides): {**BASE, **overrides} for _, _, overrides in rows_wanted}
+    if PRIORS_TABLE in chosen:
+        settings.setdefault(_slug({}), BASE)  # the default, for the figures
     runs = Path(args.runs)
     jobs = [(slug, setting, s) for slug, setting in settings.items() for s in range(args.stimuli)]
     for slug, setting, stimulus_set in tqdm(jobs, desc="settings x stimulus sets", unit="run"):
         _synthesize(runs / slug / f"stimuli_{stimulus_set}", setting, stimulus_set, args)
     rows = _evaluate([runs / slug for slug in settings], args)
+    report, figure_folder = Path(args.report), Path(args.figures or Path(args.report).parent)
+    figure_folder.mkdir(parents=True, exist_ok=True)
     figures = []
     if any(table != PRIORS_TABLE for table in chosen):
-        figures.append(Path(args.report).with_suffix(".png"))
+        figures.append(figure_folder / f"{report.stem}.png")
         _write_figure(figures[-1], runs / _slug({}), args)
     gradients = []
     if PRIORS_TABLE in chosen:
-        figures.append(Path(args.report).with_name(Path(args.report).stem + "_contact_sheets.png"))
-        _write_priors_figure(figures[-1], runs, [(label, o) for t, label, o in rows_wanted if t == PRIORS_TABLE])
+        every_setting = [(label, o) for t, label, o in rows_wanted if t == PRIORS_TABLE]
+        paper_and_default = [("LEAPS (paper)", PAPER), ("LEAPS (the default)", {})]
+        class_names = CLASS_NAMES[:args.classes]
+        for suffix, sheet_settings, classes in (
+            ("_contact_sheets.png", every_setting, FIGURE_CLASSES),
+            ("_paper_and_default.png", paper_and_default, FIGURE_CLASSES),
+            ("_paper_and_default_all_classes.png", paper_and_default, class_names),
+        ):
+            figures.append(figure_folder / f"{report.stem}{suffix}")
+            _write_priors_figure(figures[-1], runs, sheet_settings, classes)
         gradients = _gradient_table(args)
-    report = _report(rows, rows_wanted, figures, gradients, args, time.perf_counter() - started)
+    text = _report(rows, rows_wanted, figures, gradients, args, time.perf_counter() - started)
     with atomic_path(args.report) as temporary:
-        Path(temporary).write_text(report)
-    print(report)
+        Path(temporary).write_text(text)
+    print(text)
 
 
 def _parse_args() -> argparse.Namespace:
@@ -115,6 +136,8 @@ def _parse_args() -> argparse.Namespace:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--runs", default="runs/quality", help="folder for the synthesized runs (resumable)")
     parser.add_argument("--report", default="benchmarks/results/quality_embedded.md", help="Markdown report path")
+    parser.add_argument("--figures", default=None,
+                        help="folder for the figures (default: the report's; the report links them relatively)")
     parser.add_argument("--tables", default="1,2,3,S2",
                         help=f"comma-separated, of {', '.join(TABLES)} (default 1,2,3,S2)")
     args = parser.parse_args()
@@ -126,7 +149,9 @@ def _parse_args() -> argparse.Namespace:
 
 
 def _slug(overrides: dict) -> str:
-    return "_".join(f"{key}-{value}" for key, value in sorted(overrides.items())).replace("+", "plus") or "leaps"
+    """The run folder's name: the setting's differences from BASE (so one setting is synthesized once)."""
+    changed = {key: value for key, value in {**BASE, **overrides}.items() if BASE[key] != value}
+    return "_".join(f"{key}-{value}" for key, value in sorted(changed.items())).replace("+", "plus") or "leaps"
 
 
 def _synthesize(out: Path, setting: dict, stimulus_set: int, args: argparse.Namespace) -> None:
@@ -151,29 +176,32 @@ def _evaluate(folders: list[Path], args: argparse.Namespace) -> list[dict]:
     return rows
 
 
-def _write_priors_figure(path: Path, runs: Path, settings: list[tuple[str, dict]]) -> None:
-    """Contact sheets of FIGURE_CLASSES (first stimulus set), one row per setting and class."""
+def _write_priors_figure(path: Path, runs: Path, settings: list[tuple[str, dict]], classes: Sequence[str]) -> None:
+    """Contact sheets of ``classes`` (first stimulus set): per class its stimulus, then one row per setting."""
     rows = []
-    for name in FIGURE_CLASSES:
-        for label, overrides in settings:
+    for name in classes:
+        for index, (label, overrides) in enumerate(settings):
             folder = runs / _slug(overrides) / "stimuli_0"
             summary = json.loads((folder / "result.json").read_text())
             clip = next((c for c in summary["clips"] if c["target_class"] == name), None)
-            if clip is not None:
-                rows.append((f"{name}: {label}", torch.load(folder / clip["tensor"], weights_only=True)))
+            if clip is None:
+                continue
+            if index == 0 and "stimulus_tensor" in clip:
+                rows.append((f"{name}: stimulus", torch.load(folder / clip["stimulus_tensor"], weights_only=True)))
+            rows.append((f"{name}: {label}", torch.load(folder / clip["tensor"], weights_only=True)))
     with atomic_path(path) as temporary:
         video_files.write_contact_sheet(temporary, rows, scale=2)
 
 
 def _gradient_table(args: argparse.Namespace) -> list[str]:
     """Median norm over the classes of each weighted term's input gradient, first and last step, for the
-    paper's setting and the priors' combination (stimulus set 0)."""
+    paper's setting and the default (stimulus set 0)."""
     from leaps_engine import SynthesisConfig, Target, create_adapter, synthesize
 
     model = create_adapter("embedded", weights=args.weights or "embedded")
     verifier = create_adapter("embedded_verifier", weights=args.verifier_weights or "embedded")
     lines = ["| setting | step | CE | L_prim | r R_coh | r R_feat |", "|---|---|---:|---:|---:|---:|"]
-    for label, overrides in (("LEAPS (paper)", {}), ("LEAPS + Fourier + transformations", PRIORS)):
+    for label, overrides in (("LEAPS (paper)", PAPER), ("LEAPS (the default)", {})):
         setting = {key: value for key, value in {**BASE, **overrides}.items() if key != "priming_layers"}
         config = SynthesisConfig.from_preset("embedded", seed=1000, steps=args.steps, **setting)
         targets = [Target(i, seed=1000 + i) for i in range(args.classes)]
@@ -221,13 +249,14 @@ def _report(rows: list[dict], wanted: list[tuple], figures: list[Path], gradient
                   "PSNR / SSIM | pixel std | HF | motion |"), "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for name, label, overrides in wanted:
             if name == table:
-                row = by_setting[tuple({**BASE, **DECAYS, **overrides}[key] for key in GROUP_KEYS)]
+                row = by_setting[tuple({**BASE, **overrides}[key] for key in GROUP_KEYS)]
                 lines.append(_table_row(label, row))
     if gradients:
         lines += ["", "## Input-gradient norm of each term", "",
                   "Median over the classes of the L2 norm of each weighted term's gradient with respect to the "
                   "objective's input video, at the first and the last step (stimulus set 0).", "", *gradients]
-    lines += ["", *[f"![{figure.stem}]({figure.name})" for figure in figures], ""]
+    links = [Path(os.path.relpath(figure, Path(args.report).parent)).as_posix() for figure in figures]
+    lines += ["", *[f"![{Path(link).stem}]({link})" for link in links], ""]
     return "\n".join(lines)
 
 

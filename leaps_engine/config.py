@@ -83,6 +83,8 @@ EMBEDDED_PRESET = Preset(
     source="tuned for the embedded models by `leaps-engine tune` (benchmarks/results/tune_embedded)",
     steps=300,
     size=(8, 32, 32),
+    # The best setting of the priors table (benchmarks/results/priors_embedded.md); --paper leaves it out.
+    settings=(("parameterization", "fourier"), ("spatial_decay", 1.5), ("jitter", 2), ("time_shift", 1)),
 )
 PRESETS["embedded"] = EMBEDDED_PRESET
 PRESETS["embedded_verifier"] = dataclasses.replace(EMBEDDED_PRESET, verifier="embedded")
@@ -167,7 +169,8 @@ class SynthesisConfig:
     def from_preset(cls, model_name: str, paper: bool = False, **overrides: object) -> SynthesisConfig:
         """The preset of ``model_name`` (Table S1 values and the preset's further ``settings``), with the
         non-``None`` ``overrides`` applied. ``paper=True`` leaves the preset's further settings out: the
-        paper's method (pixels, no transformations), still with the preset's weights, steps and size."""
+        paper's method (pixels, no transformations), still with the preset's weights, steps and size. A
+        preset's time shift is capped at the clip's frames minus one (no shift for a one-frame clip)."""
         preset = preset_for(model_name)
         config = cls(
             steps=preset.steps,
@@ -177,9 +180,11 @@ class SynthesisConfig:
             r=preset.r,
             preset_source=preset.source,
         )
-        if not paper:
-            config = dataclasses.replace(config, **dict(preset.settings))
-        return config.replace(**overrides)
+        settings = {} if paper else dict(preset.settings)
+        if "time_shift" in settings and overrides.get("time_shift") is None:  # a preset's shift fits any clip
+            frames = (overrides.get("size") or config.size)[0]
+            settings["time_shift"] = min(settings["time_shift"], max(frames - 1, 0))
+        return dataclasses.replace(config, **settings).replace(**overrides)
 
     def replace(self, **overrides: object) -> SynthesisConfig:
         """A copy with the non-``None`` overrides applied, validated."""

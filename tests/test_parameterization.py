@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 from click.testing import CliRunner
-from helpers import assert_same_losses, short_synthesis
+from helpers import assert_same_losses
 
 from leaps_engine import SynthesisConfig, Target, synthesize
 from leaps_engine.cli import main
@@ -72,8 +72,8 @@ def test_the_fourier_video_has_a_gradient_through_the_network(model):
     assert spectrum.grad is not None and bool(spectrum.grad.abs().sum() > 0)
 
 
-def test_transformations_are_off_by_default_and_never_reverse_time():
-    config = SynthesisConfig.from_preset("embedded", size=(6, 8, 8))
+def test_transformations_are_off_in_the_papers_setting_and_never_reverse_time():
+    config = SynthesisConfig.from_preset("embedded", paper=True, size=(6, 8, 8))
     video = torch.arange(6.0).view(1, 1, 6, 1, 1).expand(2, 3, 6, 8, 8)  # each frame holds its index
     generators = [torch.Generator().manual_seed(seed) for seed in (0, 1)]
     assert synthesis._augment(video, config, generators) is video
@@ -115,14 +115,17 @@ def test_a_batch_of_fourier_videos_equals_each_video_alone(model, verifier):
         torch.testing.assert_close(together.videos[index], alone.videos[0], atol=1e-4, rtol=0)
 
 
-def test_the_pixel_default_is_unchanged_by_the_priors(model, verifier):
-    """The paper's setting is the default: a run without the new options equals an explicit pixel run."""
-    plain = short_synthesis(model, verifier, Acceleration(kernels="eager"), steps=3, size=SIZE)
-    explicit = synthesize(model, [Target(2, generate_stimulus(2, seed=1, size=SIZE[1]))], verifier=verifier,
-                          config=SynthesisConfig.from_preset("embedded", size=SIZE, steps=3, parameterization="pixel",
-                                                             init_scale=1.0),
-                          acceleration=Acceleration(kernels="eager"))
-    torch.testing.assert_close(plain.videos, explicit.videos)
+def test_the_papers_setting_is_plain_pixels_without_transformations(model, verifier):
+    """``--paper`` gives the paper's method: a run equals one with every prior explicitly off."""
+    def run(config):
+        return synthesize(model, [Target(2, generate_stimulus(2, seed=1, size=SIZE[1]))], verifier=verifier,
+                          config=config, acceleration=Acceleration(kernels="eager"))
+
+    paper = run(SynthesisConfig.from_preset("embedded", paper=True, size=SIZE, steps=3))
+    explicit = run(SynthesisConfig.from_preset("embedded", size=SIZE, steps=3, parameterization="pixel", init_scale=1.0,
+                                               spatial_decay=1.0, jitter=0, time_shift=0))
+    torch.testing.assert_close(paper.videos, explicit.videos)
+    assert not torch.allclose(run(SynthesisConfig.from_preset("embedded", size=SIZE, steps=3)).videos, paper.videos)
 
 
 def test_a_zero_first_gradient_is_a_warning():

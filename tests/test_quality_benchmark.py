@@ -47,9 +47,10 @@ def test_priors_table_has_every_row_the_gradient_sizes_and_the_contact_sheets(tm
     assert finished.returncode == 0, finished.stderr[-2000:]
     text = (tmp_path / "p.md").read_text()
     assert "## Space-time priors" in text and "## Table 1: methods" not in text
-    for label in ("LEAPS (paper)", "LEAPS + Fourier", "LEAPS + transformations", "LEAPS + Fourier + transformations",
-                  "3D DeepDream (paper)", "3D AM + Fourier + transformations"):
+    for label in ("LEAPS (paper)", "LEAPS + Fourier", "LEAPS + shifts", "LEAPS + shifts and zoom",
+                  "LEAPS + Fourier + shifts, spatial decay 1.5", "3D DeepDream (paper)", "3D AM + the default's priors"):
         assert f"| {label} | 2 |" in text
     gradients = [line for line in text.splitlines() if line.startswith("| LEAPS (paper) | first |")]
     assert len(gradients) == 1 and all(float(cell) > 0 for cell in gradients[0].strip("|").split("|")[2:4])
-    assert (tmp_path / "p_contact_sheets.png").stat().st_size > 0 and "(p_contact_sheets.png)" in text
+    for figure in ("p_contact_sheets.png", "p_paper_and_default.png", "p_paper_and_default_all_classes.png"):
+        assert (tmp_path / figure).stat().st_size > 0 and f"({figure})" in text
