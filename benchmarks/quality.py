@@ -10,7 +10,7 @@ writes a Markdown report with the tables, figures and the exact command. The pri
 the norm of each loss term's input gradient at the first and the last step.
 
     python benchmarks/quality.py                      # Tables 1, 2, 3, S2 (committed results)
-    python benchmarks/quality.py --tables priors --report benchmarks/results/priors_embedded.md
+    python benchmarks/quality.py --tables priors --report benchmarks/results/priors_embedded.md --figures docs/images
     python benchmarks/quality.py --classes 2 --stimuli 1 --steps 5 --runs /tmp/q --report /tmp/q.md
 
 Finished runs are kept under ``--runs`` and skipped when the command is repeated, so an interrupted

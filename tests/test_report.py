@@ -55,10 +55,11 @@ def test_synthesize_report_embeds_both_videos_of_every_clip_and_the_loss_curves(
 
 
 def test_runs_with_other_settings_are_compared_in_a_grid_beside_the_evaluate_table(run_folder, tmp_path):
-    other = tmp_path / "fourier"
+    other = tmp_path / "pixel"
     shutil.copytree(run_folder, other)
     summary = json.loads((other / "result.json").read_text())
-    summary["config"]["parameterization"] = "fourier"
+    assert summary["config"]["parameterization"] == "fourier"  # the embedded default
+    summary["config"]["parameterization"] = "pixel"
     (other / "result.json").write_text(json.dumps(summary))
     out = tmp_path / "page.html"
     result = run_cli("report", run_folder, other, "--out", out, "--evaluator", "embedded_evaluator")
