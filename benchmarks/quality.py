@@ -178,12 +178,13 @@ def _evaluate(folders: list[Path], args: argparse.Namespace) -> list[dict]:
 
 def _write_priors_figure(path: Path, runs: Path, settings: list[tuple[str, dict]], classes: Sequence[str]) -> None:
     """Contact sheets of ``classes`` (first stimulus set): per class its stimulus, then one row per setting."""
+    folders = [runs / _slug(overrides) / "stimuli_0" for _, overrides in settings]
+    clips = [{c["target_class"]: c for c in json.loads((folder / "result.json").read_text())["clips"]}
+             for folder in folders]  # per setting: class -> its clip entry, read once
     rows = []
     for name in classes:
-        for index, (label, overrides) in enumerate(settings):
-            folder = runs / _slug(overrides) / "stimuli_0"
-            summary = json.loads((folder / "result.json").read_text())
-            clip = next((c for c in summary["clips"] if c["target_class"] == name), None)
+        for index, ((label, _), folder) in enumerate(zip(settings, folders, strict=True)):
+            clip = clips[index].get(name)
             if clip is None:
                 continue
             if index == 0 and "stimulus_tensor" in clip:
