@@ -129,7 +129,7 @@ def test_pairs_approach_or_separate_and_bouncing_turns_at_the_floor():
 @pytest.mark.parametrize(("name", "network"), [("embedded", "classifier"), ("embedded_verifier", "verifier"),
                                              ("embedded_evaluator", "evaluator")])
 def test_shipped_weights_classify_fresh_clips_as_recorded(name, network):
-    """At least 90% (the classifier and evaluator hold 98.9% and 99.5% held-out, the verifier 93.8%), and
+    """At least 90% (the classifier, verifier and evaluator hold 98.9%, 98.9% and 99.5% held-out), and
     within 5 points of the held-out accuracy that training.json records for these weights (600 clips here)."""
     record = resources.files("leaps_engine.engine.embedded") / "weights" / "training.json"
     recorded = json.loads(record.read_text())[network]["held_out_accuracy"]
@@ -142,15 +142,11 @@ def test_shipped_weights_classify_fresh_clips_as_recorded(name, network):
 
 
 def test_training_json_records_that_each_network_knows_its_domain():
-    """The target of the shipped networks: >= 95% held-out, every class >= 85% (2,400 clips, unseen seed).
-    The classifier and the evaluator meet it; the verifier is at 93.8%, with "rotating counterclockwise"
-    at 43% (read as clockwise), a gap that is recorded here rather than hidden."""
+    """The target of the shipped networks: >= 95% held-out, every class >= 85% (2,400 clips, unseen seed)."""
     record = json.loads((resources.files("leaps_engine.engine.embedded") / "weights" / "training.json").read_text())
-    for network in ("classifier", "evaluator"):
+    for network in ("classifier", "verifier", "evaluator"):
         assert record[network]["held_out_accuracy"] >= 0.95, network
         assert min(record[network]["per_class_accuracy"].values()) >= 0.85, network
-    assert record["verifier"]["held_out_accuracy"] >= 0.93
-    for network in ("classifier", "verifier", "evaluator"):
         assert record[network]["camera_speed"] == CAMERA_SPEED, network
 
 

@@ -63,7 +63,7 @@ def embedded(weights: str) -> AdapterParts:
 @register_adapter(family="embedded", spec=SPEC, pretrained=PRETRAINED, stimulus_source=generate_stimulus,
                   bench_weights=PRETRAINED)
 def embedded_verifier(weights: str) -> AdapterParts:
-    """Residual (2+1)D verifier for the embedded model, trained on the same clips."""
+    """3D ResNet verifier for the embedded model, trained on clips of the same domain."""
     return _build(EmbeddedVerifier(), weights, "verifier.pt", "embedded_verifier")
 
 

@@ -11,8 +11,7 @@ at chance for all 800 steps of a trial and the verifier left chance after 250 st
 in another; with the re-coding both pass 85% training accuracy within 150 steps.
 
 * :class:`EmbeddedClassifier`: a plain 3D CNN, full 3x3x3 convolutions (5x5 spatial in the stem).
-* :class:`EmbeddedVerifier`: a residual (2+1)D network, every 3D convolution factorised into a spatial
-  1x3x3 and a temporal 3x1x1 one, with its own widths.
+* :class:`EmbeddedVerifier`: a 3D ResNet (residual blocks of two 3x3x3 convolutions), with its own widths.
 * :class:`EmbeddedEvaluator`: the independent judge of quality measurements, never used in synthesis:
   a 3D CNN with GroupNorm instead of BatchNorm (so matching BatchNorm statistics cannot fit it) and
   global max pooling, trained on its own stream of clips with pixel noise.
@@ -71,18 +70,16 @@ class EmbeddedClassifier(nn.Module):
         return self.head(self.pool(features).flatten(1))
 
 
-class FactorisedResidualBlock(nn.Module):
-    """Residual (2+1)D block: 1x3x3 conv -> BN -> ReLU -> 3x1x1 conv -> BN, plus a shortcut, then ReLU.
-
-    The spatial conv carries the spatial stride, the temporal conv the temporal stride; the shortcut is a
-    strided 1x1x1 conv + BN when the shape changes.
-    """
+class ResidualBlock3d(nn.Module):
+    """ResNet basic block in 3D (He et al. 2016; Hara et al. 2018): 3x3x3 conv -> BN -> ReLU -> 3x3x3 conv
+    -> BN, plus a shortcut, then ReLU. The first conv carries the stride; the shortcut is a strided 1x1x1
+    conv + BN when the shape changes."""
 
     def __init__(self, in_channels: int, out_channels: int, stride: tuple[int, int, int]):
         super().__init__()
-        self.spatial = conv_norm_relu(in_channels, out_channels, (1, 3, 3), (1, stride[1], stride[2]))
-        self.temporal = nn.Conv3d(out_channels, out_channels, (3, 1, 1), (stride[0], 1, 1), (1, 0, 0), bias=False)
-        self.temporal_bn = nn.BatchNorm3d(out_channels)
+        self.conv1 = conv_norm_relu(in_channels, out_channels, (3, 3, 3), stride)
+        self.conv2 = nn.Conv3d(out_channels, out_channels, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm3d(out_channels)
         self.shortcut: nn.Module = nn.Identity()
         if in_channels != out_channels or stride != (1, 1, 1):
             self.shortcut = nn.Sequential(
@@ -91,25 +88,26 @@ class FactorisedResidualBlock(nn.Module):
         self.relu = nn.ReLU()
 
     def forward(self, features: Tensor) -> Tensor:  # [B, C, T, H, W] -> [B, C', T', H', W']
-        residual = self.temporal_bn(self.temporal(self.spatial(features)))
+        residual = self.bn2(self.conv2(self.conv1(features)))
         return self.relu(residual + self.shortcut(features))
 
 
 class EmbeddedVerifier(nn.Module):
-    """Residual (2+1)D network: 8x32^2 -> stem 24x8x16^2 -> 40x8x8^2 -> 64x4x4^2 -> 80x4x4^2 -> pool -> linear."""
+    """3D ResNet: 8x32^2 -> stem 24x8x16^2 -> 32x8x8^2 -> 48x4x4^2 -> 64x4x4^2 -> pool -> linear.
+
+    A 3x5x5 stem, then three :class:`ResidualBlock3d`. Residual (2+1)D verifiers, whose convolutions were
+    factorised into spatial and temporal ones, read most counterclockwise rotations as clockwise once
+    trained adversarially (``docs/embedded.md`` has the runs)."""
 
     def __init__(self, num_classes: int = len(CLASS_NAMES)):
         super().__init__()
         self.delta = TemporalDelta()
-        self.stem = nn.Sequential(
-            conv_norm_relu(3, 24, (1, 5, 5), (1, 2, 2)),
-            conv_norm_relu(24, 24, (3, 1, 1), (1, 1, 1)),
-        )
-        self.block1 = FactorisedResidualBlock(24, 40, (1, 2, 2))
-        self.block2 = FactorisedResidualBlock(40, 64, (2, 2, 2))
-        self.block3 = FactorisedResidualBlock(64, 80, (1, 1, 1))
+        self.stem = conv_norm_relu(3, 24, (3, 5, 5), (1, 2, 2))
+        self.block1 = ResidualBlock3d(24, 32, (1, 2, 2))
+        self.block2 = ResidualBlock3d(32, 48, (2, 2, 2))
+        self.block3 = ResidualBlock3d(48, 64, (1, 1, 1))
         self.pool = nn.AdaptiveAvgPool3d(1)
-        self.head = nn.Linear(80, num_classes)
+        self.head = nn.Linear(64, num_classes)
 
     def forward(self, video: Tensor) -> Tensor:  # [B, 3, T, H, W] -> [B, K]
         features = self.block3(self.block2(self.block1(self.stem(self.delta(video)))))
