@@ -97,8 +97,8 @@ def main() -> None:
         settings.setdefault(_slug({}), BASE)  # the default, for the figures
     runs = Path(args.runs)
     jobs = [(slug, setting, s) for slug, setting in settings.items() for s in range(args.stimuli)]
-    for slug, setting, stimulus_set in tqdm(jobs, desc="settings x stimulus sets", unit="run"):
-        _synthesize(runs / slug / f"stimuli_{stimulus_set}", setting, stimulus_set, args)
+    synthesized = sum(_synthesize(runs / slug / f"stimuli_{stimulus_set}", setting, stimulus_set, args)
+                      for slug, setting, stimulus_set in tqdm(jobs, desc="settings x stimulus sets", unit="run"))
     rows = _evaluate([runs / slug for slug in settings], args)
     report, figure_folder = Path(args.report), Path(args.figures or Path(args.report).parent)
     figure_folder.mkdir(parents=True, exist_ok=True)
@@ -119,7 +119,8 @@ def main() -> None:
             figures.append(figure_folder / f"{report.stem}{suffix}")
             _write_priors_figure(figures[-1], runs, sheet_settings, classes)
         gradients = _gradient_table(args)
-    text = _report(rows, rows_wanted, figures, gradients, args, time.perf_counter() - started)
+    runs_note = f"{synthesized} of {len(jobs)} runs synthesized by this call, the rest reused from --runs"
+    text = _report(rows, rows_wanted, figures, gradients, args, time.perf_counter() - started, runs_note)
     with atomic_path(args.report) as temporary:
         Path(temporary).write_text(text)
     print(text)
@@ -154,11 +155,11 @@ def _slug(overrides: dict) -> str:
     return "_".join(f"{key}-{value}" for key, value in sorted(changed.items())).replace("+", "plus") or "leaps"
 
 
-def _synthesize(out: Path, setting: dict, stimulus_set: int, args: argparse.Namespace) -> None:
+def _synthesize(out: Path, setting: dict, stimulus_set: int, args: argparse.Namespace) -> bool:
     """One run of `leaps-engine synthesize`: every class, stimulus set ``stimulus_set`` (generated with its
-    own seeds)."""
+    own seeds). False when the run had finished earlier and is reused."""
     if (out / "result.json").exists():
-        return  # finished earlier
+        return False
     command = ["synthesize", "--out", str(out), "--seed", str(1000 * (stimulus_set + 1)), "--device", args.device,
                *[option for i in range(args.classes) for option in ("--class", str(i))],
                *[option for key, value in setting.items() for option in (f"--{key.replace('_', '-')}", str(value))]]
@@ -168,6 +169,7 @@ def _synthesize(out: Path, setting: dict, stimulus_set: int, args: argparse.Name
             command += [option, str(value)]
     with contextlib.redirect_stdout(io.StringIO()):
         leaps_engine_cli.main(command, prog_name="leaps-engine")
+    return True
 
 
 def _evaluate(folders: list[Path], args: argparse.Namespace) -> list[dict]:
@@ -227,7 +229,7 @@ def _write_figure(path: Path, leaps_runs: Path, args: argparse.Namespace) -> Non
 
 
 def _report(rows: list[dict], wanted: list[tuple], figures: list[Path], gradients: list[str],
-            args: argparse.Namespace, seconds: float) -> str:
+            args: argparse.Namespace, seconds: float, runs_note: str) -> str:
     by_setting = {tuple(row[key] for key in GROUP_KEYS): row for row in rows}
     lines = [
         "# Synthesis quality on the embedded domain",
@@ -235,7 +237,7 @@ def _report(rows: list[dict], wanted: list[tuple], figures: list[Path], gradient
         f"Command: `{shlex.join(['python', 'benchmarks/quality.py', *sys.argv[1:]])}`  ",
         (f"{args.classes} classes x {args.stimuli} generated stimuli per setting, steps "
         f"{args.steps or 'of the preset'}; device {args.device}; torch {torch.__version__}; python "
-        f"{platform.python_version()}; {seconds / 60:.1f} min in all.  "),
+        f"{platform.python_version()}; {seconds / 60:.1f} min in all ({runs_note}).  "),
         (f"Classifier weights {args.weights or 'shipped'}, verifier weights {args.verifier_weights or 'shipped'}.  "),
         (f"Accuracies are top-1 in percent under the inverted model (m), the verifier (v, whose BatchNorm "
         f"statistics shape LEAPS's videos) and the independent evaluator (e, `{args.evaluator}`, never used in "
@@ -252,6 +254,15 @@ def _report(rows: list[dict], wanted: list[tuple], figures: list[Path], gradient
             if name == table:
                 row = by_setting[tuple({**BASE, **overrides}[key] for key in GROUP_KEYS)]
                 lines.append(_table_row(label, row))
+    default = by_setting.get(tuple(BASE[key] for key in GROUP_KEYS))
+    if default and default.get("motion_similarity_per_class"):
+        lines += ["", "## Motion figure per class at the default", "",
+                  (f"Mean motion similarity of the default's videos to their stimuli, per class (matched: at least "
+                   f"{MOTION_MATCH_THRESHOLD}; real clips of each class against each other: "
+                   "benchmarks/results/motion_figure_real_clips.md)."), "", "| class | motion | matched |",
+                  "|---|---:|---|"]
+        lines += [f"| {name} | {mean:.3f} | {'yes' if mean >= MOTION_MATCH_THRESHOLD else 'no'} |"
+                  for name, mean in default["motion_similarity_per_class"].items()]
     if gradients:
         lines += ["", "## Input-gradient norm of each term", "",
                   "Median over the classes of the L2 norm of each weighted term's gradient with respect to the "

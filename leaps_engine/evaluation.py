@@ -201,14 +201,16 @@ def _summarize(scores: GroupScores, splits: int, evaluator: str | None) -> dict:
 
 
 def _motion_metrics(similarities: dict[str, list[float]]) -> dict:
-    """The mean motion similarity over the videos, and the classes whose mean reaches the threshold (of
-    those with a stimulus); NaN similarities (nothing moves) are left out."""
+    """The mean motion similarity over the videos, each class's mean (``motion_similarity_per_class``,
+    class name -> mean), and the classes whose mean reaches the threshold (of those with a stimulus); NaN
+    similarities (nothing moves) are left out."""
     per_class = {name: [v for v in values if not math.isnan(v)] for name, values in similarities.items()}
-    per_class = {name: values for name, values in per_class.items() if values}
+    class_means = {name: sum(values) / len(values) for name, values in per_class.items() if values}
     every = [value for values in per_class.values() for value in values]
     return {"motion_similarity": sum(every) / len(every) if every else None,
-            "motion_classes": len(per_class),
-            "motion_classes_matched": sum(sum(v) / len(v) >= MOTION_MATCH_THRESHOLD for v in per_class.values())}
+            "motion_similarity_per_class": class_means,
+            "motion_classes": len(class_means),
+            "motion_classes_matched": sum(mean >= MOTION_MATCH_THRESHOLD for mean in class_means.values())}
 
 
 def _role_metrics(scores: GroupScores, role: str, splits: int) -> dict:

@@ -66,7 +66,10 @@ def test_json_groups_both_runs_and_matches_the_recorded_predictions(runs, capsys
     assert row["top1_evaluator"] == pytest.approx(row["top1_verifier"])  # the evaluator is the verifier here
     assert row["psnr_synthesized"] is not None and -1.0 <= row["ssim_synthesized"] <= 1.0
     assert -1.0 <= row["motion_similarity"] <= 1.0 and row["motion_classes"] == 2
-    assert 0 <= row["motion_classes_matched"] <= 2
+    per_class = row["motion_similarity_per_class"]
+    assert set(per_class) == {c["target_class"] for c in clips} and len(per_class) == 2
+    assert sum(per_class.values()) / 2 == pytest.approx(row["motion_similarity"])  # two videos per class
+    assert row["motion_classes_matched"] == sum(mean >= 0.4 for mean in per_class.values())
     assert 0 < row["pixel_std_ratio_min"] <= row["pixel_std_ratio"]
     assert not list(tmp_path.glob(".*tmp*"))
 
@@ -83,6 +86,11 @@ def test_runs_with_other_settings_form_their_own_group(runs, capsys, tmp_path):
     assert [(r["method"], r["distance"], r["n_videos"]) for r in rows] == [("leaps", "jvs", 2), ("deepdream", "cos", 2)]
     assert rows[1]["psnr_stimulus"] is None and rows[1]["ssim_stimulus"] is None
     assert rows[0]["top1_evaluator"] is None and rows[0]["inception_score_evaluator"] is None
+    _, text = evaluate([other, runs / "a"], capsys, output_format="csv")  # the first group has no motion
+    csv_rows = list(csv.DictReader(io.StringIO(text)))
+    assert [r["method"] for r in csv_rows] == ["deepdream", "leaps"]
+    motion_columns = [key for key in csv_rows[1] if key.startswith("motion_similarity_per_class_")]
+    assert len(motion_columns) == 2 and all(csv_rows[0][key] == "" for key in motion_columns)
     rows, _ = evaluate([runs / "a", other], capsys, output_format="json", group_by="model")
     assert [(r["model"], r["n_runs"]) for r in rows] == [("embedded", 2)]
 

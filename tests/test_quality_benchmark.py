@@ -27,6 +27,9 @@ def test_report_has_every_table_with_every_row(report):
                   "100%"):
         assert f"| {label} | 2 |" in text
     assert "Command: `python benchmarks/quality.py --classes 2" in text
+    assert "(13 of 13 runs synthesized by this call" in text
+    per_class = text.split("## Motion figure per class at the default")[1].split("\n\n")[2].splitlines()[2:]
+    assert [line.split(" | ")[0] for line in per_class] == ["| moving right", "| moving left"]
 
 
 def test_figure_and_resumable_runs(report):
@@ -38,6 +41,7 @@ def test_figure_and_resumable_runs(report):
     rerun = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)  # finished runs are skipped
     assert rerun.returncode == 0
     assert [path.stat().st_mtime_ns for path in results] == stamps
+    assert "(0 of 13 runs synthesized by this call" in (folder / "quality.md").read_text()
 
 
 def test_priors_table_has_every_row_the_gradient_sizes_and_the_contact_sheets(tmp_path):

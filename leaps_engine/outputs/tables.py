@@ -150,8 +150,9 @@ def quality_table(rows: list[dict], keys: Sequence[str], output_format: str, hea
         return json.dumps(rows, indent=2) + "\n"
     if output_format == "csv":
         flat = [_flatten(row) for row in rows]
+        columns = list(dict.fromkeys(key for row in flat for key in row))  # groups may differ in classes
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=list(flat[0]) if flat else [], lineterminator="\n")
+        writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
         writer.writerows(flat)
         return buffer.getvalue()
