@@ -45,10 +45,11 @@ from leaps_engine.outputs import video as video_files
 # (its further settings over the paper's). Tables 1, 2, 3 and S2 vary one thing of the default; the priors
 # table names every setting in full, so its "LEAPS (paper)" row is the paper's whatever the default.
 PAPER = {"parameterization": "pixel", "jitter": 0, "scale_jitter": 0.0, "time_shift": 0,
-         "spatial_decay": 1.0, "temporal_decay": 1.0}
+         "spatial_decay": 1.0, "temporal_decay": 1.0, "warp_grid": 8}
 DEFAULT = {**PAPER, **dict(PRESETS["embedded"].settings)}
 BASE = {"method": "leaps", "objective": "full", "distance": "jvs", "priming_layers": 1.0, **DEFAULT}
 FOURIER = {**PAPER, "parameterization": "fourier"}
+WARP = {**PAPER, "parameterization": "warp"}
 SHIFTS = {"jitter": 2, "time_shift": 1}  # random spatial and temporal shifts
 TRANSFORMATIONS = {**SHIFTS, "scale_jitter": 0.1}  # and a random zoom
 PRIORS_TABLE = "Space-time priors"
@@ -76,6 +77,10 @@ SETTINGS = [
     (PRIORS_TABLE, "LEAPS + Fourier + shifts, spatial decay 1.5", {**FOURIER, **SHIFTS, "spatial_decay": 1.5}),
     (PRIORS_TABLE, "LEAPS + Fourier + shifts, spatial decay 1.5, temporal decay 2",
      {**FOURIER, **SHIFTS, "spatial_decay": 1.5, "temporal_decay": 2.0}),
+    (PRIORS_TABLE, "LEAPS + warp", WARP),
+    (PRIORS_TABLE, "LEAPS + warp + shifts", {**WARP, **SHIFTS}),
+    (PRIORS_TABLE, "LEAPS + warp + shifts, grid 4", {**WARP, **SHIFTS, "warp_grid": 4}),
+    (PRIORS_TABLE, "LEAPS + warp + shifts, grid 16", {**WARP, **SHIFTS, "warp_grid": 16}),
     (PRIORS_TABLE, "3D DeepDream (paper)", {**PAPER, "method": "deepdream"}),
     (PRIORS_TABLE, "3D DeepDream + the default's priors", {**DEFAULT, "method": "deepdream"}),
     (PRIORS_TABLE, "3D AM (paper)", {**PAPER, "method": "am"}),

@@ -15,7 +15,8 @@ from leaps_engine.kernels.launch_plans import PRIMING_DISTANCES
 BN_STATS_MODES = ("video", "batch")
 METHODS = ("leaps", "deepdream", "am")
 OBJECTIVES = ("full", "prim", "prim+coh", "prim+feat")
-PARAMETERIZATIONS = ("pixel", "fourier")  # x* as pixels (the paper) or as a space-time spectrum
+# x* as pixels (the paper), as a space-time spectrum, or as the stimulus's first frame moved by a displacement field
+PARAMETERIZATIONS = ("pixel", "fourier", "warp")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 KERNEL_BACKENDS = ("auto", "triton", "compile", "eager")
 FORWARD_BACKENDS = ("torch", "onnxruntime", "tensorrt")  # the forward-only pass (leaps_engine.export.backends)
@@ -84,7 +85,7 @@ EMBEDDED_PRESET = Preset(
     steps=300,
     size=(8, 32, 32),
     # The best setting of the priors table (benchmarks/results/priors_embedded.md); --paper leaves it out.
-    settings=(("parameterization", "fourier"), ("spatial_decay", 1.5), ("jitter", 2), ("time_shift", 1)),
+    settings=(("parameterization", "warp"),),
 )
 PRESETS["embedded"] = EMBEDDED_PRESET
 PRESETS["embedded_verifier"] = dataclasses.replace(EMBEDDED_PRESET, verifier="embedded")
@@ -111,11 +112,15 @@ class SynthesisConfig:
         priming_layers: share of the taps used for priming, the first ones in forward order (Supp. S4).
         coherence_margin: the hinge margin delta of R_coh (paper: 1).
         bn_stats: ``video`` (statistics per synthesized video, the default) or ``batch`` (DeepInversion).
-        parameterization: how x* is optimised: ``pixel`` (its pixels, the paper's) or ``fourier`` (a
-            space-time spectrum in decorrelated colour, mapped to pixels by a sigmoid; see
-            :mod:`leaps_engine.engine.parameterization`).
+        parameterization: how x* is optimised: ``pixel`` (its pixels, the paper's), ``fourier`` (a
+            space-time spectrum in decorrelated colour, mapped to pixels by a sigmoid) or ``warp`` (the first
+            frame of the stimulus, held, moved by an optimised displacement field; needs a stimulus, for the
+            baselines too); see :mod:`leaps_engine.engine.parameterization`.
         init_scale: standard deviation of the start (``pixel``: in the model's normalised space, paper 1;
-            ``fourier``: before the sigmoid, default 0.6); ``None``: the parameterisation's default.
+            ``fourier``: before the sigmoid, default 0.6; ``warp``: of the velocities, in pixels per frame,
+            default 0.1); ``None``: the parameterisation's default.
+        warp_grid: ``warp`` only: control points per side of the displacement field (coarser: larger
+            regions move as one).
         spatial_decay, temporal_decay: ``fourier`` only: the powers of the spatial and the temporal
             frequency that the amplitudes fall with (0: white; 1: Lucid's 1/f).
         jitter: largest random spatial shift, in pixels, applied to x* before each forward (0: off).
@@ -126,7 +131,7 @@ class SynthesisConfig:
         flip: random horizontal flip of x* before each forward (off: it turns "moving left" into "moving
             right"; kept for classes without a direction).
         seed: seed of the first video; video ``i`` of a batch uses ``seed + i`` unless its target sets one.
-        method: ``leaps`` (the paper's method), or a baseline of Table 1 that needs no stimulus:
+        method: ``leaps`` (the paper's method), or a baseline of Table 1 that primes with no stimulus:
             ``deepdream`` (CE + ``tv_weight`` * total variation over t, h, w + ``l2_weight`` * L2 of x*)
             or ``am`` (activation maximisation: minus the target logit + ``l2_weight`` * L2 of x*).
         objective: which LEAPS terms are on (Table 3): ``full`` (CE + L_prim + r (R_coh + R_feat)),
@@ -149,6 +154,7 @@ class SynthesisConfig:
     init_scale: float | None = None
     spatial_decay: float = 1.0
     temporal_decay: float = 1.0
+    warp_grid: int = 8
     jitter: int = 0
     scale_jitter: float = 0.0
     time_shift: int = 0
@@ -161,16 +167,20 @@ class SynthesisConfig:
     preset_source: str = field(default="", compare=False)
 
     @property
-    def uses_stimulus(self) -> bool:
+    def primes(self) -> bool:
         """Whether the method primes with stimulus videos (LEAPS does; the baselines do not)."""
         return self.method == "leaps"
+
+    @property
+    def uses_stimulus(self) -> bool:
+        """Whether a run needs stimulus videos: to prime with (LEAPS), or to start from (``warp``)."""
+        return self.primes or self.parameterization == "warp"
 
     @classmethod
     def from_preset(cls, model_name: str, paper: bool = False, **overrides: object) -> SynthesisConfig:
         """The preset of ``model_name`` (Table S1 values and the preset's further ``settings``), with the
         non-``None`` ``overrides`` applied. ``paper=True`` leaves the preset's further settings out: the
-        paper's method (pixels, no transformations), still with the preset's weights, steps and size. A
-        preset's time shift is capped at the clip's frames minus one (no shift for a one-frame clip)."""
+        paper's method (pixels, no transformations), still with the preset's weights, steps and size."""
         preset = preset_for(model_name)
         config = cls(
             steps=preset.steps,
@@ -181,9 +191,6 @@ class SynthesisConfig:
             preset_source=preset.source,
         )
         settings = {} if paper else dict(preset.settings)
-        if "time_shift" in settings and overrides.get("time_shift") is None:  # a preset's shift fits any clip
-            frames = (overrides.get("size") or config.size)[0]
-            settings["time_shift"] = min(settings["time_shift"], max(frames - 1, 0))
         return dataclasses.replace(config, **settings).replace(**overrides)
 
     def replace(self, **overrides: object) -> SynthesisConfig:
@@ -219,6 +226,11 @@ class SynthesisConfig:
         if self.parameterization not in PARAMETERIZATIONS:
             raise LeapsError(f"unknown parameterization {self.parameterization!r}; expected one of "
                              f"{', '.join(PARAMETERIZATIONS)}")
+        if self.parameterization == "warp" and self.size[0] < 2:
+            raise LeapsError(f"the warp parameterisation moves a frame over time and needs at least 2 frames, "
+                             f"got size {self.size}")
+        if self.warp_grid < 1:
+            raise LeapsError(f"warp_grid must be >= 1, got {self.warp_grid}")
         if self.init_scale is not None and self.init_scale <= 0:
             raise LeapsError(f"init_scale must be > 0, got {self.init_scale}")
         if not 0 <= self.scale_jitter < 1:
@@ -237,7 +249,7 @@ class SynthesisConfig:
 # in this order); the other fields keep their defaults. A new setting: a field above, its name here, an option.
 SETTING_FIELDS = ("seed", "steps", "size", "method", "objective", "distance", "priming_layers", "lambda_first",
                   "lambda_last", "r", "parameterization", "init_scale", "spatial_decay", "temporal_decay",
-                  "jitter", "scale_jitter", "time_shift")
+                  "warp_grid", "jitter", "scale_jitter", "time_shift")
 
 
 def preset_for(model_name: str) -> Preset:

@@ -185,13 +185,18 @@ def test_multi_stimulus_priming_from_a_folder_and_from_repeated_stimuli(tmp_path
 
 def test_baseline_run_writes_no_stimulus_and_records_its_method(tmp_path):
     out = tmp_path / "am"
-    result = run_cli("synthesize", "--method", "am", "--class", "2", "--steps", 3, "--out", out)
+    result = run_cli("synthesize", "--method", "am", "--class", "2", "--steps", 3, "--parameterization", "pixel",
+                     "--out", out)
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "result.json").read_text())
     assert summary["config"]["method"] == "am" and summary["config"]["objective"] == "full"
     clip = summary["clips"][0]
     assert clip["stimulus"] is None and "stimulus_tensor" not in clip
     assert (out / clip["contact_sheet"]).stat().st_size > 0
+    warped = run_cli("synthesize", "--method", "am", "--class", "2", "--steps", 3, "--out", tmp_path / "warp")
+    assert warped.exit_code == 0, warped.output  # the embedded default, warp, starts from a generated stimulus
+    clip = json.loads((tmp_path / "warp" / "result.json").read_text())["clips"][0]
+    assert clip["stimulus"] == "generated (class 2, seed 0)" and "stimulus_tensor" in clip
 
 
 def test_threads_are_set_recorded_and_give_reproducible_videos(tmp_path):

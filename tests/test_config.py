@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from leaps_engine import PRESETS, LeapsError, SynthesisConfig, create_adapter
+from leaps_engine import PRESETS, SynthesisConfig, create_adapter
 from leaps_engine.engine.adapters import list_adapters
 from leaps_engine.engine.adapters.base import record_inputs, record_outputs
 
@@ -50,17 +50,10 @@ def test_adapters_stay_frozen_in_eval_mode():
 
 def test_the_embedded_default_adds_the_measured_priors_and_paper_leaves_them_out():
     default = SynthesisConfig.from_preset("embedded")
-    assert (default.parameterization, default.spatial_decay, default.jitter, default.time_shift) == ("fourier", 1.5, 2, 1)
+    assert (default.parameterization, default.warp_grid, default.jitter, default.time_shift) == ("warp", 8, 0, 0)
     paper = SynthesisConfig.from_preset("embedded", paper=True)
     assert (paper.parameterization, paper.spatial_decay, paper.jitter, paper.time_shift) == ("pixel", 1.0, 0, 0)
     assert (paper.steps, paper.r, paper.lambda_first) == (default.steps, default.r, default.lambda_first)
     assert SynthesisConfig.from_preset("embedded", paper=True, jitter=1).jitter == 1  # options still apply
     assert SynthesisConfig.from_preset("embedded", parameterization="pixel").parameterization == "pixel"
     assert all(not PRESETS[name].settings for name in ("slow_r50", "x3d_m", "r2plus1d_18", "mvit_base_16x4"))
-
-
-def test_a_presets_time_shift_fits_short_clips_but_an_explicit_one_is_checked():
-    assert SynthesisConfig.from_preset("embedded", size=(1, 32, 32)).time_shift == 0
-    assert SynthesisConfig.from_preset("embedded", size=(2, 32, 32)).time_shift == 1
-    with pytest.raises(LeapsError, match="time_shift"):
-        SynthesisConfig.from_preset("embedded", size=(1, 32, 32), time_shift=1)

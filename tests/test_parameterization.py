@@ -1,4 +1,4 @@
-"""x*'s parameterisations (pixel, fourier) and the transformations applied before each forward: the start,
+"""x*'s parameterisations (pixel, fourier, warp) and the transformations applied before each forward: the start,
 the bounds, per-video seeds, every kernel backend, and what result.json and manifests record."""
 
 import json
@@ -13,7 +13,12 @@ from leaps_engine.cli import main
 from leaps_engine.config import Acceleration
 from leaps_engine.engine import synthesis
 from leaps_engine.engine.embedded.generator import generate_stimulus
-from leaps_engine.engine.parameterization import FourierParameterization, PixelParameterization
+from leaps_engine.engine.parameterization import (
+    FourierParameterization,
+    PixelParameterization,
+    WarpParameterization,
+    create_parameterization,
+)
 from leaps_engine.errors import LeapsError
 from leaps_engine.kernels.registry import triton_problem
 from leaps_engine.sweep.manifest import Job, read_manifest, write_manifest
@@ -72,6 +77,66 @@ def test_the_fourier_video_has_a_gradient_through_the_network(model):
     assert spectrum.grad is not None and bool(spectrum.grad.abs().sum() > 0)
 
 
+def _warp(model, frames, seeds=(0,), **options):
+    return WarpParameterization(seeds, SIZE, model.spec, torch.device("cpu"), frames, **options)
+
+
+def _square_frame(left=6):
+    """One frame ``[1, 3, 16, 16]``: a white 4x4 square at column ``left`` on black."""
+    frame = torch.zeros(1, 3, *SIZE[1:])
+    frame[..., 6:10, left:left + 4] = 1.0
+    return frame
+
+
+def test_the_warp_video_starts_near_its_still_frame_and_keeps_its_pixels_valid(model):
+    frame = _square_frame()
+    x_star = _warp(model, frame.expand(2, -1, -1, -1), seeds=(0, 1))
+    pixels = model.spec.denormalize(x_star.video().detach())  # [2, 3, T, H, W]
+    assert pixels.shape == (2, 3, *SIZE)
+    torch.testing.assert_close(pixels[:, :, 0], frame.expand(2, -1, -1, -1), atol=1e-5, rtol=0)  # D_0 = 0
+    assert float(pixels.min()) >= -1e-6 and float(pixels.max()) <= 1 + 1e-6
+    assert not torch.allclose(pixels[0], pixels[1])  # per-video seeds: different starting velocities
+    velocities = x_star.parameters()[0].detach()
+    assert velocities.shape == (2, SIZE[0] - 1, 2, 8, 8)
+    assert [round(float(v.std()), 1) for v in velocities] == [0.1, 0.1]  # pixels per frame
+
+
+def test_a_uniform_velocity_moves_the_frame_by_whole_pixels_per_frame(model):
+    x_star = _warp(model, _square_frame(left=4), grid=4)
+    with torch.no_grad():
+        velocities = x_star.parameters()[0]
+        velocities.zero_()
+        velocities[:, :, 0] = 2.0  # 2 pixels per frame to the right
+    pixels = model.spec.denormalize(x_star.video().detach())[0, 0]  # [T, H, W], one channel
+    for t in range(SIZE[0]):
+        torch.testing.assert_close(pixels[t], _square_frame(left=4 + 2 * t)[0, 0], atol=1e-5, rtol=0)
+
+
+def test_the_warp_velocities_get_a_gradient_through_the_network(model):
+    frame = generate_stimulus(0, seed=1, size=SIZE[1])[:, 0][None]
+    x_star = _warp(model, frame)
+    model(x_star.video()).logsumexp(-1).sum().backward()
+    (velocities,) = x_star.parameters()
+    assert velocities.grad is not None and bool(velocities.grad.abs().sum() > 0)
+
+
+def test_warp_needs_a_stimulus_frame_per_video_and_two_frames(model):
+    config = SynthesisConfig.from_preset("embedded", size=SIZE, parameterization="warp")
+    with pytest.raises(LeapsError, match="has no stimulus"):
+        create_parameterization(config, [0], model.spec, torch.device("cpu"), [None])
+    with pytest.raises(LeapsError, match="one still frame"):
+        _warp(model, torch.zeros(2, 3, *SIZE[1:]), seeds=(0,))
+    with pytest.raises(LeapsError, match="at least 2 frames"):
+        SynthesisConfig.from_preset("embedded", size=(1, 16, 16), parameterization="warp")
+
+
+def test_a_baseline_under_warp_starts_from_a_generated_stimulus(model):
+    config = SynthesisConfig.from_preset("embedded", size=SIZE, steps=2, method="am", parameterization="warp")
+    result = synthesize(model, [Target(3)], config=config, acceleration=Acceleration(kernels="eager"))
+    assert result.stimuli[0] is not None and result.stimuli[0].shape == (3, *SIZE)
+    torch.testing.assert_close(result.videos[0, :, 0], result.stimuli[0][:, 0], atol=0.05, rtol=0)
+
+
 def test_transformations_are_off_in_the_papers_setting_and_never_reverse_time():
     config = SynthesisConfig.from_preset("embedded", paper=True, size=(6, 8, 8))
     video = torch.arange(6.0).view(1, 1, 6, 1, 1).expand(2, 3, 6, 8, 8)  # each frame holds its index
@@ -86,11 +151,12 @@ def test_transformations_are_off_in_the_papers_setting_and_never_reverse_time():
     torch.testing.assert_close(synthesis._zoom(video[0], 1.0), video[0])
 
 
+@pytest.mark.parametrize("parameterization", ["fourier", "warp"])
 @pytest.mark.parametrize("kernels", ["eager", "compile", "triton"])
-def test_fourier_with_transformations_runs_on_every_kernel_backend(model, verifier, kernels):
+def test_the_priors_with_transformations_run_on_every_kernel_backend(model, verifier, kernels, parameterization):
     if kernels == "triton" and triton_problem(torch.device("cpu")) is not None:
         pytest.skip("Triton interpreter not available")
-    options = {"parameterization": "fourier", "jitter": 1, "scale_jitter": 0.1, "time_shift": 1}
+    options = {"parameterization": parameterization, "jitter": 1, "scale_jitter": 0.1, "time_shift": 1}
     reference = _run(model, verifier, "eager", **options)
     result = _run(model, verifier, kernels, **options)
     assert result.kernels == kernels
@@ -104,8 +170,9 @@ def _run(model, verifier, kernels, **options):
     return synthesize(model, targets, verifier=verifier, config=config, acceleration=Acceleration(kernels=kernels))
 
 
-def test_a_batch_of_fourier_videos_equals_each_video_alone(model, verifier):
-    options = {"parameterization": "fourier", "jitter": 1, "time_shift": 1}
+@pytest.mark.parametrize("parameterization", ["fourier", "warp"])
+def test_a_batch_of_videos_equals_each_video_alone(model, verifier, parameterization):
+    options = {"parameterization": parameterization, "jitter": 1, "time_shift": 1}
     together = _run(model, verifier, "eager", **options)
     config = SynthesisConfig.from_preset("embedded", size=SIZE, steps=4, **options)
     for index, (label, stimulus_seed) in enumerate(((2, 1), (6, 2))):
@@ -141,6 +208,7 @@ def test_a_zero_first_gradient_is_a_warning():
     ("scale_jitter", 1.0, "scale_jitter must be in"),
     ("time_shift", 4, "time_shift must be in"),
     ("spatial_decay", -1.0, "spatial_decay must be >= 0"),
+    ("warp_grid", 0, "warp_grid must be >= 1"),
 ])
 def test_impossible_priors_are_user_errors(option, value, message):
     with pytest.raises(LeapsError, match=message):
@@ -161,25 +229,30 @@ def test_the_command_line_records_the_priors(tmp_path):
         "jitter": 1, "scale_jitter": 0.1, "time_shift": 1}
     bad = CliRunner().invoke(main, ["synthesize", "--time-shift", "9", "--out", str(tmp_path / "bad")])
     assert bad.exit_code == 2 and bad.output.strip().startswith("error: time_shift must be in")
+    warp = CliRunner().invoke(main, ["synthesize", "--steps", "2", "--size", "4x16x16", "--parameterization", "warp",
+                                     "--warp-grid", "4", "--out", str(tmp_path / "warp")])
+    assert warp.exit_code == 0, warp.output
+    assert json.loads((tmp_path / "warp" / "result.json").read_text())["config"]["warp_grid"] == 4
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
 def test_manifests_carry_the_priors(tmp_path, suffix):
     jobs = [Job("growing", seed=3, parameterization="fourier", init_scale=0.5, scale_jitter=0.1, time_shift=1),
-            Job("0", jitter=2, spatial_decay=1.5)]
+            Job("0", jitter=2, spatial_decay=1.5, parameterization="warp", warp_grid=4)]
     write_manifest(tmp_path / f"m{suffix}", jobs)
     assert read_manifest(tmp_path / f"m{suffix}") == jobs
-    assert jobs[0].settings()["parameterization"] == "fourier" and jobs[1].settings()["parameterization"] is None
+    assert jobs[0].settings()["parameterization"] == "fourier" and jobs[1].settings()["warp_grid"] == 4
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("parameterization", ["fourier", "warp"])
 @pytest.mark.parametrize(("name", "size"), [("r3d_18", (4, 32, 32)), ("x3d_xs", (4, 32, 32))])
-def test_the_priors_work_for_kinetics_models_too(name, size):
+def test_the_priors_work_for_kinetics_models_too(name, size, parameterization):
     """A size-flexible and a fixed-size (x* resized to 4x160x160) Kinetics model, random weights."""
     from leaps_engine import create_adapter
 
     model = create_adapter(name, weights="random")
-    config = SynthesisConfig.from_preset(name, size=size, steps=2, parameterization="fourier", jitter=1,
+    config = SynthesisConfig.from_preset(name, size=size, steps=2, parameterization=parameterization, jitter=1,
                                          scale_jitter=0.1, time_shift=1)
     targets = [Target(0, torch.rand((3, 48, 32, 32), generator=torch.Generator().manual_seed(0)))]  # a full clip span
     result = synthesize(model, targets, verifier=None, config=config, acceleration=Acceleration(kernels="eager"))

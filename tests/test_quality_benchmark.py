@@ -52,7 +52,8 @@ def test_priors_table_has_every_row_the_gradient_sizes_and_the_contact_sheets(tm
     text = (tmp_path / "p.md").read_text()
     assert "## Space-time priors" in text and "## Table 1: methods" not in text
     for label in ("LEAPS (paper)", "LEAPS + Fourier", "LEAPS + shifts", "LEAPS + shifts and zoom",
-                  "LEAPS + Fourier + shifts, spatial decay 1.5", "3D DeepDream (paper)", "3D AM + the default's priors"):
+                  "LEAPS + Fourier + shifts, spatial decay 1.5", "LEAPS + warp + shifts", "LEAPS + warp + shifts, grid 4",
+                  "3D DeepDream (paper)", "3D AM + the default's priors"):
         assert f"| {label} | 2 |" in text
     gradients = [line for line in text.splitlines() if line.startswith("| LEAPS (paper) | first |")]
     assert len(gradients) == 1 and all(float(cell) > 0 for cell in gradients[0].strip("|").split("|")[2:4])

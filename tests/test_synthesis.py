@@ -86,7 +86,7 @@ def test_multi_stimulus_priming_runs(model):
 
 def test_coherence_warning_when_no_tap_has_two_frames(model):
     with pytest.warns(CoherenceWarning, match="R_coh is 0"):
-        result = synthesize(model, [Target(0, generate_stimulus(0, seed=0))], config=_config(steps=1, size=(1, 32, 32)))
+        result = synthesize(model, [Target(0, generate_stimulus(0, seed=0))], config=_config(steps=1, size=(1, 32, 32), parameterization="fourier"))
     assert torch.equal(result.history["coherence"], torch.zeros(1, 1))
 
 
@@ -114,7 +114,8 @@ def test_impossible_settings_raise(overrides, message):
 @pytest.mark.parametrize("method", ["deepdream", "am"])
 def test_baselines_need_no_stimulus_and_use_their_prior(model, verifier, method):
     # bouncing and approaching: classes the shipped classifier knows well (it is weak on rotations)
-    result = synthesize(model, [Target(8), Target(9)], verifier=verifier, config=_config(steps=15, method=method))
+    config = _config(steps=15, method=method, parameterization="fourier")  # warp starts from a stimulus
+    result = synthesize(model, [Target(8), Target(9)], verifier=verifier, config=config)
     assert result.stimuli == [None, None]
     assert torch.equal(result.history["priming"], torch.zeros(15, 2))
     assert torch.equal(result.history["feature"], torch.zeros(15, 2))

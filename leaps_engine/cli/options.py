@@ -143,25 +143,27 @@ def setting_options(command: Callable) -> Callable:
         click.option("--objective", type=click.Choice(OBJECTIVES), default=None,
                      help="LEAPS terms (Table 3 ablation): full (default) = CE + L_prim + r(R_coh + R_feat)."),
         click.option("--parameterization", type=click.Choice(PARAMETERIZATIONS), default=None,
-                     help="How x* is optimised: pixel (the paper's; the default of every preset but embedded's) or "
-                          "fourier (a space-time spectrum in decorrelated colour, mapped to pixels by a sigmoid; "
-                          "the embedded default)."),
+                     help="How x* is optimised: pixel (the paper's; the default of every preset but embedded's), "
+                          "fourier (a space-time spectrum in decorrelated colour, mapped to pixels by a sigmoid) "
+                          "or warp (the stimulus's first frame moved by an optimised displacement field; the "
+                          "embedded default)."),
         click.option("--init-scale", type=float, default=None,
                      help="Standard deviation of x*'s start (pixel: in the model's normalised space, default 1; "
-                          "fourier: before the sigmoid, default 0.6)."),
+                          "fourier: before the sigmoid, default 0.6; warp: velocities in pixels per frame, "
+                          "default 0.1)."),
         click.option("--spatial-decay", type=float, default=None,
                      help="fourier: power of the spatial frequency the amplitudes fall with (default 1, embedded 1.5; "
                           "0: white)."),
         click.option("--temporal-decay", type=float, default=None,
                      help="fourier: power of the temporal frequency the amplitudes fall with (default 1)."),
+        click.option("--warp-grid", type=int, default=None, metavar="POINTS",
+                     help="warp: control points per side of the displacement field (default 8)."),
         click.option("--jitter", type=int, default=None, metavar="PIXELS",
-                     help="Random shift of x* before each forward, up to this many pixels (default 0: off; "
-                          "embedded 2)."),
+                     help="Random shift of x* before each forward, up to this many pixels (default 0: off)."),
         click.option("--scale-jitter", type=float, default=None, metavar="FRACTION",
                      help="Random zoom of x* before each forward, up to this fraction (e.g. 0.1; default 0: off)."),
         click.option("--time-shift", type=int, default=None, metavar="FRAMES",
-                     help="Random circular shift of x* along time, up to this many frames (default 0: off; "
-                          "embedded 1)."),
+                     help="Random circular shift of x* along time, up to this many frames (default 0: off)."),
         verifier_options(),
     )(command)
 

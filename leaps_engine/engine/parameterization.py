@@ -10,8 +10,10 @@ synthesis loop (:func:`leaps_engine.engine.synthesis.synthesize`):
 
 :class:`PixelParameterization` is the paper's (Sec. 3.1): x* itself, started from N(0, 1) noise and
 clamped to the pixel range. :class:`FourierParameterization` optimises a space-time spectrum in
-decorrelated colour (``SynthesisConfig.parameterization = "fourier"``). Another parameterisation is one
-new class with these three methods, named in :func:`create_parameterization`.
+decorrelated colour (``SynthesisConfig.parameterization = "fourier"``). :class:`WarpParameterization`
+(``"warp"``) keeps the stimulus's first frame as x*'s appearance and optimises only how it moves: a smooth
+displacement field per frame. Another parameterisation is one new class with these three methods, named in
+:func:`create_parameterization`.
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ from collections.abc import Sequence
 from typing import Protocol
 
 import torch
+from torch import nn
 
 from leaps_engine.config import SynthesisConfig
 from leaps_engine.engine.adapters.base import InputSpec
+from leaps_engine.errors import LeapsError
 
 
 class Parameterization(Protocol):
@@ -37,6 +41,7 @@ class Parameterization(Protocol):
 
 PIXEL_INIT_SCALE = 1.0  # the paper's start: N(0, 1) in the model's normalised space
 FOURIER_INIT_SCALE = 0.6
+WARP_INIT_SCALE = 0.1  # pixels per frame
 
 
 class PixelParameterization:
@@ -137,10 +142,92 @@ class FourierParameterization:
         """Nothing to do: the sigmoid keeps every pixel in (0, 1)."""
 
 
+class WarpParameterization:
+    """x* as one still frame moved by an optimised displacement field: only the motion is free.
+
+    Frame ``t`` is the frame ``I`` (the first frame of the video's stimulus) resampled at
+    ``p - D_t(p)`` (bilinear, edge pixels repeated; ``torch.nn.functional.grid_sample``), so that content at
+    ``p`` moves to ``p + D_t(p)``. ``D_0 = 0`` and ``D_t = V_1 + ... + V_t``: the parameters are the
+    velocities ``V`` ``[B, T-1, 2, g, g]`` in pixels per frame (x then y) on a coarse ``g x g`` grid,
+    bilinearly upsampled to ``H x W``, so neighbouring pixels move together and a region moves as a
+    whole. The appearance cannot change: every frame is ``I`` rearranged, its pixels always in [0, 1]. As
+    the embedded domain's classes are told by motion only, ``I`` carries no class; what moves, and how, is
+    what the inverted model asks for. (A displacement-field parameterisation of this project's own; the
+    image feature-visualization priors, Olah et al. 2017, have no motion to parameterise.)
+
+    Args:
+        seeds: one seed per video; video ``b`` starts from velocities N(0, init_scale^2) drawn on the CPU
+            from ``seeds[b]``.
+        size: ``(T, H, W)`` of x*; at least 2 frames.
+        spec, device: as :class:`PixelParameterization`.
+        frames: the still frame of each video, pixels ``[B, 3, H, W]`` in [0, 1].
+        grid: ``g``, the control points per side of the displacement field.
+        init_scale: standard deviation of the starting velocities, in pixels per frame.
+
+    Raises:
+        LeapsError: fewer than 2 frames, or frames that are not ``[B, 3, H, W]`` for ``B`` seeds.
+    """
+
+    def __init__(self, seeds: Sequence[int], size: tuple[int, int, int], spec: InputSpec, device: torch.device,
+                 frames: torch.Tensor, grid: int = 8, init_scale: float = WARP_INIT_SCALE):
+        length, height, width = size
+        if length < 2:
+            raise LeapsError(f"the warp parameterisation moves a frame over time and needs at least 2 frames, "
+                             f"got {length}")
+        if tuple(frames.shape) != (len(seeds), 3, height, width):
+            raise LeapsError(f"the warp parameterisation needs one still frame [3, {height}, {width}] per video, "
+                             f"got {tuple(frames.shape)} for {len(seeds)} videos")
+        velocities = [init_scale * torch.randn((length - 1, 2, grid, grid),
+                                               generator=torch.Generator().manual_seed(seed)) for seed in seeds]
+        self._velocity = torch.stack(velocities).to(device).requires_grad_(True)  # [B, T-1, 2, g, g]
+        self._frames = frames.to(device)
+        self._size = size
+        self._spec = spec
+        rows = torch.linspace(-1 + 1 / height, 1 - 1 / height, height)  # pixel centres, align_corners=False
+        columns = torch.linspace(-1 + 1 / width, 1 - 1 / width, width)
+        grid_y, grid_x = torch.meshgrid(rows, columns, indexing="ij")
+        self._identity = torch.stack([grid_x, grid_y], dim=-1).to(device)  # [H, W, 2] as grid_sample's (x, y)
+        self._pixels_to_grid = torch.tensor([2.0 / width, 2.0 / height], device=device)
+
+    def parameters(self) -> list[torch.Tensor]:
+        """The velocities ``[B, T-1, 2, g, g]`` in pixels per frame (x, y)."""
+        return [self._velocity]
+
+    def displacement(self) -> torch.Tensor:
+        """``D`` ``[B, T, H, W, 2]`` in pixels (x, y): where each frame's content has moved since frame 0."""
+        length, height, width = self._size
+        steps = torch.cat([torch.zeros_like(self._velocity[:, :1]), self._velocity], dim=1)  # [B, T, 2, g, g]
+        dense = nn.functional.interpolate(steps.cumsum(dim=1).flatten(0, 1), size=(height, width),
+                                          mode="bilinear", align_corners=False)  # [B*T, 2, H, W]
+        return dense.unflatten(0, (-1, length)).permute(0, 1, 3, 4, 2)
+
+    def video(self) -> torch.Tensor:
+        """x* ``[B, 3, T, H, W]`` in the model's normalised space, differentiable in the velocities."""
+        length = self._size[0]
+        batch = self._frames.shape[0]
+        sample_at = self._identity - self.displacement() * self._pixels_to_grid  # [B, T, H, W, 2]
+        stills = self._frames[:, None].expand(batch, length, *self._frames.shape[1:]).flatten(0, 1)
+        frames = nn.functional.grid_sample(stills.to(sample_at.dtype), sample_at.flatten(0, 1), mode="bilinear",
+                                           padding_mode="border", align_corners=False)  # [B*T, 3, H, W]
+        return self._spec.normalize(frames.unflatten(0, (batch, length)).transpose(1, 2))
+
+    def project(self) -> None:
+        """Nothing to do: resampled pixels of a valid frame stay in [0, 1]."""
+
+
 def create_parameterization(config: SynthesisConfig, seeds: Sequence[int], spec: InputSpec,
-                            device: torch.device) -> Parameterization:
-    """The parameterisation ``config.parameterization`` names (``pixel`` or ``fourier``), for a batch of one
-    video per seed at ``config.size``; ``config.init_scale`` ``None`` takes its own default."""
+                            device: torch.device, stimuli: Sequence[torch.Tensor | None] = ()) -> Parameterization:
+    """The parameterisation ``config.parameterization`` names (``pixel``, ``fourier`` or ``warp``), for a batch
+    of one video per seed at ``config.size``; ``config.init_scale`` ``None`` takes its own default.
+    ``stimuli``: per video, its (first) stimulus, pixels ``[3, T, H, W]`` at ``config.size``; ``warp`` starts
+    from each one's first frame and raises :class:`LeapsError` when one is missing."""
+    if config.parameterization == "warp":
+        if len(stimuli) != len(seeds) or any(stimulus is None for stimulus in stimuli):
+            raise LeapsError("the warp parameterisation moves the first frame of each video's stimulus, and a "
+                             "video has no stimulus")
+        frames = torch.stack([stimulus[:, 0] for stimulus in stimuli])  # [B, 3, H, W]
+        return WarpParameterization(seeds, config.size, spec, device, frames, config.warp_grid,
+                                    config.init_scale or WARP_INIT_SCALE)
     if config.parameterization == "fourier":
         return FourierParameterization(seeds, config.size, spec, device, config.spatial_decay,
                                        config.temporal_decay, config.init_scale or FOURIER_INIT_SCALE)

@@ -176,17 +176,20 @@ def synthesize(
     if config.uses_stimulus:
         missing = [str(t.label) for t in targets if t.stimulus is None]
         if missing:
-            raise LeapsError(f"LEAPS primes with a stimulus, and none was given for class {missing[0]} "
-                             "(the baselines deepdream and am need none)")
+            why = ("LEAPS primes with a stimulus" if config.primes
+                   else "the warp parameterisation moves a stimulus's first frame")
+            raise LeapsError(f"{why}, and none was given for class {missing[0]} "
+                             "(the baselines deepdream and am need none with pixel or fourier)")
     stimulus_pixels = [[load_stimulus(s, model.spec, config.size) for s in _as_list(t.stimulus)] for t in targets]
     stimulus_means = []
-    if config.uses_stimulus:
+    if config.primes:
         forward = forward_backend or TorchForward(model)
         stimulus_means = _stimulus_means(forward, stimulus_pixels, priming_taps(model, config), device)
     target_tensor = torch.tensor(class_indices, device=device)
 
     seeds = [config.seed + i if t.seed is None else t.seed for i, t in enumerate(targets)]
-    x_star = create_parameterization(config, seeds, model.spec, device)
+    first_stimuli = [group[0] if group else None for group in stimulus_pixels]
+    x_star = create_parameterization(config, seeds, model.spec, device, first_stimuli)
     optimizer = torch.optim.Adam(x_star.parameters(), lr=config.lr, betas=config.betas, fused=device.type == "cuda")
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.steps, eta_min=0.0)
     scaler = torch.amp.GradScaler(device.type, enabled=acceleration.dtype == "float16")
@@ -236,7 +239,7 @@ def synthesize(
         final = x_star.video().detach()
     return SynthesisResult(
         videos=model.spec.denormalize(final).clamp(0, 1).cpu(),
-        stimuli=[group[0] if group else None for group in stimulus_pixels],
+        stimuli=first_stimuli,
         history={term: values.cpu() for term, values in history.items()},
         scores=score_videos(model, verifier, final, class_indices),
         seeds=seeds,
