@@ -81,10 +81,10 @@ def _warp(model, frames, seeds=(0,), **options):
     return WarpParameterization(seeds, SIZE, model.spec, torch.device("cpu"), frames, **options)
 
 
-def _square_frame(left=6):
-    """One frame ``[1, 3, 16, 16]``: a white 4x4 square at column ``left`` on black."""
+def _square_frame(left=6, top=6):
+    """One frame ``[1, 3, 16, 16]``: a white 4x4 square at column ``left``, row ``top``, on black."""
     frame = torch.zeros(1, 3, *SIZE[1:])
-    frame[..., 6:10, left:left + 4] = 1.0
+    frame[..., top:top + 4, left:left + 4] = 1.0
     return frame
 
 
@@ -102,14 +102,15 @@ def test_the_warp_video_starts_near_its_still_frame_and_keeps_its_pixels_valid(m
 
 
 def test_a_uniform_velocity_moves_the_frame_by_whole_pixels_per_frame(model):
-    x_star = _warp(model, _square_frame(left=4), grid=4)
+    x_star = _warp(model, _square_frame(left=4, top=2), grid=4)
     with torch.no_grad():
         velocities = x_star.parameters()[0]
         velocities.zero_()
-        velocities[:, :, 0] = 2.0  # 2 pixels per frame to the right
+        velocities[:, :, 0] = 2.0  # 2 pixels per frame to the right (x)
+        velocities[:, :, 1] = 3.0  # 3 pixels per frame down (y)
     pixels = model.spec.denormalize(x_star.video().detach())[0, 0]  # [T, H, W], one channel
     for t in range(SIZE[0]):
-        torch.testing.assert_close(pixels[t], _square_frame(left=4 + 2 * t)[0, 0], atol=1e-5, rtol=0)
+        torch.testing.assert_close(pixels[t], _square_frame(left=4 + 2 * t, top=2 + 3 * t)[0, 0], atol=1e-5, rtol=0)
 
 
 def test_the_warp_velocities_get_a_gradient_through_the_network(model):
@@ -134,7 +135,8 @@ def test_a_baseline_under_warp_starts_from_a_generated_stimulus(model):
     config = SynthesisConfig.from_preset("embedded", size=SIZE, steps=2, method="am", parameterization="warp")
     result = synthesize(model, [Target(3)], config=config, acceleration=Acceleration(kernels="eager"))
     assert result.stimuli[0] is not None and result.stimuli[0].shape == (3, *SIZE)
-    torch.testing.assert_close(result.videos[0, :, 0], result.stimuli[0][:, 0], atol=0.05, rtol=0)
+    torch.testing.assert_close(result.videos[0, :, 0], result.stimuli[0][:, 0], atol=1e-5, rtol=0)  # D_0 = 0
+    assert torch.equal(result.history["priming"], torch.zeros(2, 1))  # a baseline: no priming
 
 
 def test_transformations_are_off_in_the_papers_setting_and_never_reverse_time():

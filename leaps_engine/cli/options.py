@@ -152,8 +152,7 @@ def setting_options(command: Callable) -> Callable:
                           "fourier: before the sigmoid, default 0.6; warp: velocities in pixels per frame, "
                           "default 0.1)."),
         click.option("--spatial-decay", type=float, default=None,
-                     help="fourier: power of the spatial frequency the amplitudes fall with (default 1, embedded 1.5; "
-                          "0: white)."),
+                     help="fourier: power of the spatial frequency the amplitudes fall with (default 1; 0: white)."),
         click.option("--temporal-decay", type=float, default=None,
                      help="fourier: power of the temporal frequency the amplitudes fall with (default 1)."),
         click.option("--warp-grid", type=int, default=None, metavar="POINTS",

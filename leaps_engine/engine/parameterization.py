@@ -145,15 +145,16 @@ class FourierParameterization:
 class WarpParameterization:
     """x* as one still frame moved by an optimised displacement field: only the motion is free.
 
-    Frame ``t`` is the frame ``I`` (the first frame of the video's stimulus) resampled at
-    ``p - D_t(p)`` (bilinear, edge pixels repeated; ``torch.nn.functional.grid_sample``), so that content at
-    ``p`` moves to ``p + D_t(p)``. ``D_0 = 0`` and ``D_t = V_1 + ... + V_t``: the parameters are the
-    velocities ``V`` ``[B, T-1, 2, g, g]`` in pixels per frame (x then y) on a coarse ``g x g`` grid,
-    bilinearly upsampled to ``H x W``, so neighbouring pixels move together and a region moves as a
-    whole. The appearance cannot change: every frame is ``I`` rearranged, its pixels always in [0, 1]. As
-    the embedded domain's classes are told by motion only, ``I`` carries no class; what moves, and how, is
-    what the inverted model asks for. (A displacement-field parameterisation of this project's own; the
-    image feature-visualization priors, Olah et al. 2017, have no motion to parameterise.)
+    Frame ``t`` is the frame ``I`` (the first frame of the video's stimulus) resampled at ``p - D_t(p)``
+    (bilinear, edge pixels repeated; ``torch.nn.functional.grid_sample``), so that content at ``p`` moves
+    to ``p + D_t(p)`` (exactly where the field is locally uniform, to first order elsewhere). ``D_0 = 0``
+    and ``D_t = V_1 + ... + V_t``: the parameters are the velocities ``V`` ``[B, T-1, 2, g, g]`` in pixels
+    per frame (x then y) on a coarse ``g x g`` grid, bilinearly upsampled to ``H x W``, so neighbouring
+    pixels move together and a region moves as a whole. The appearance cannot change: every frame is
+    ``I`` rearranged, its pixels always in [0, 1]. The embedded networks do not read the class from ``I``
+    held still (``benchmarks/still_start.py``), so what moves, and how, is what the inverted model asks
+    for. (A displacement-field parameterisation of this project's own; the image feature-visualization
+    priors, Olah et al. 2017, have no motion to parameterise.)
 
     Args:
         seeds: one seed per video; video ``b`` starts from velocities N(0, init_scale^2) drawn on the CPU

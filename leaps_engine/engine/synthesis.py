@@ -45,7 +45,8 @@ class Target:
     ``stimulus`` is a path (video file, frame folder, saved tensor) or a tensor of pixels
     ``[3, T, H, W]`` in [0, 1]; a list primes with the mean embedding of several stimuli (Supp. S5).
     ``seed`` defaults to ``config.seed + position in the batch``. The baselines (``method`` deepdream or
-    am) use no stimulus; one given to them is only kept for display. For models that make their own
+    am) prime with no stimulus; one given to them is only kept for display, or, under the warp
+    parameterisation, is where x* starts. For models that make their own
     stimuli (the embedded ones: ``VideoAdapter.stimulus_source``) a target without one gets one generated.
     """
 
