@@ -25,7 +25,7 @@ from leaps_engine.engine.embedded.generator import CLASS_NAMES, generate_clips, 
 
 NETWORKS = ("embedded", "embedded_verifier", "embedded_evaluator")
 QUALITY_SEEDS = (1000, 2000, 3000)  # quality.py's stimulus sets: seed + class index
-SEED = 4343  # used neither by training (0, 20,000), its held-out set (10,000) nor robustness.py (4242)
+SEED = 4343  # used by neither training (0, 20,000), its held-out set (10,000), robustness.py nor motion_figure.py
 
 
 def main() -> None:
