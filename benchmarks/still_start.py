@@ -21,7 +21,8 @@ import torch
 
 from leaps_engine import create_adapter
 from leaps_engine._io import atomic_path
-from leaps_engine.engine.embedded.generator import CLASS_NAMES, generate_clips, generate_stimulus
+from leaps_engine.engine.embedded.generator import CLASS_NAMES, generate_stimulus
+from leaps_engine.engine.embedded.train import held_out_set
 
 NETWORKS = ("embedded", "embedded_verifier", "embedded_evaluator")
 QUALITY_SEEDS = (1000, 2000, 3000)  # quality.py's stimulus sets: seed + class index
@@ -36,8 +37,7 @@ def main() -> None:
     classes = torch.arange(len(CLASS_NAMES))
     quality_clips = torch.stack([generate_stimulus(int(c), seed=seed + int(c))
                                  for seed in QUALITY_SEEDS for c in classes])
-    unseen_labels = classes.repeat(args.per_class)
-    unseen_clips = generate_clips(unseen_labels, torch.Generator().manual_seed(SEED))
+    unseen_clips, unseen_labels = held_out_set(SEED, args.per_class)
     quality_labels = classes.repeat(len(QUALITY_SEEDS))
     sets = {f"the quality benchmark's {len(quality_clips)} stimuli": (quality_clips, quality_labels),
             f"{len(unseen_labels)} clips, generator seed {SEED}": (unseen_clips, unseen_labels)}

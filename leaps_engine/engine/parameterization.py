@@ -181,7 +181,8 @@ class WarpParameterization:
         velocities = [init_scale * torch.randn((length - 1, 2, grid, grid),
                                                generator=torch.Generator().manual_seed(seed)) for seed in seeds]
         self._velocity = torch.stack(velocities).to(device).requires_grad_(True)  # [B, T-1, 2, g, g]
-        self._frames = frames.to(device)
+        # Every frame of x* resamples its video's still frame: the stills, one per output frame, made once.
+        self._stills = frames.to(device)[:, None].expand(-1, length, -1, -1, -1).reshape(-1, 3, height, width)
         self._size = size
         self._spec = spec
         rows = torch.linspace(-1 + 1 / height, 1 - 1 / height, height)  # pixel centres, align_corners=False
@@ -204,13 +205,10 @@ class WarpParameterization:
 
     def video(self) -> torch.Tensor:
         """x* ``[B, 3, T, H, W]`` in the model's normalised space, differentiable in the velocities."""
-        length = self._size[0]
-        batch = self._frames.shape[0]
         sample_at = self._identity - self.displacement() * self._pixels_to_grid  # [B, T, H, W, 2]
-        stills = self._frames[:, None].expand(batch, length, *self._frames.shape[1:]).flatten(0, 1)
-        frames = nn.functional.grid_sample(stills.to(sample_at.dtype), sample_at.flatten(0, 1), mode="bilinear",
+        frames = nn.functional.grid_sample(self._stills, sample_at.flatten(0, 1), mode="bilinear",
                                            padding_mode="border", align_corners=False)  # [B*T, 3, H, W]
-        return self._spec.normalize(frames.unflatten(0, (batch, length)).transpose(1, 2))
+        return self._spec.normalize(frames.unflatten(0, (-1, self._size[0])).transpose(1, 2))
 
     def project(self) -> None:
         """Nothing to do: resampled pixels of a valid frame stay in [0, 1]."""
