@@ -50,6 +50,7 @@ DEFAULT = {**PAPER, **dict(PRESETS["embedded"].settings)}
 BASE = {"method": "leaps", "objective": "full", "distance": "jvs", "priming_layers": 1.0, **DEFAULT}
 FOURIER = {**PAPER, "parameterization": "fourier"}
 WARP = {**PAPER, "parameterization": "warp"}
+LAYERS = {**PAPER, "parameterization": "layers"}
 SHIFTS = {"jitter": 2, "time_shift": 1}  # random spatial and temporal shifts
 TRANSFORMATIONS = {**SHIFTS, "scale_jitter": 0.1}  # and a random zoom
 PRIORS_TABLE = "Space-time priors"
@@ -81,6 +82,8 @@ SETTINGS = [
     (PRIORS_TABLE, "LEAPS + warp + shifts", {**WARP, **SHIFTS}),
     (PRIORS_TABLE, "LEAPS + warp + shifts, grid 4", {**WARP, **SHIFTS, "warp_grid": 4}),
     (PRIORS_TABLE, "LEAPS + warp + shifts, grid 16", {**WARP, **SHIFTS, "warp_grid": 16}),
+    (PRIORS_TABLE, "LEAPS + layers", LAYERS),
+    (PRIORS_TABLE, "LEAPS + layers + shifts", {**LAYERS, **SHIFTS}),
     (PRIORS_TABLE, "3D DeepDream (paper)", {**PAPER, "method": "deepdream"}),
     (PRIORS_TABLE, "3D DeepDream + the default's priors", {**DEFAULT, "method": "deepdream"}),
     (PRIORS_TABLE, "3D AM (paper)", {**PAPER, "method": "am"}),

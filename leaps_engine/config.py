@@ -15,8 +15,10 @@ from leaps_engine.kernels.launch_plans import PRIMING_DISTANCES
 BN_STATS_MODES = ("video", "batch")
 METHODS = ("leaps", "deepdream", "am")
 OBJECTIVES = ("full", "prim", "prim+coh", "prim+feat")
-# x* as pixels (the paper), as a space-time spectrum, or as the stimulus's first frame moved by a displacement field
-PARAMETERIZATIONS = ("pixel", "fourier", "warp")
+# x* as pixels (the paper), as a space-time spectrum, as the stimulus's first frame moved by a displacement field,
+# or as that frame's objects, each moved as a whole
+PARAMETERIZATIONS = ("pixel", "fourier", "warp", "layers")
+MOVING_PARAMETERIZATIONS = ("warp", "layers")  # those that move the first frame of a stimulus
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 KERNEL_BACKENDS = ("auto", "triton", "compile", "eager")
 FORWARD_BACKENDS = ("torch", "onnxruntime", "tensorrt")  # the forward-only pass (leaps_engine.export.backends)
@@ -85,7 +87,7 @@ EMBEDDED_PRESET = Preset(
     steps=300,
     size=(8, 32, 32),
     # The best setting of the priors table (benchmarks/results/priors_embedded.md); --paper leaves it out.
-    settings=(("parameterization", "warp"),),
+    settings=(("parameterization", "layers"),),
 )
 PRESETS["embedded"] = EMBEDDED_PRESET
 PRESETS["embedded_verifier"] = dataclasses.replace(EMBEDDED_PRESET, verifier="embedded")
@@ -113,12 +115,15 @@ class SynthesisConfig:
         coherence_margin: the hinge margin delta of R_coh (paper: 1).
         bn_stats: ``video`` (statistics per synthesized video, the default) or ``batch`` (DeepInversion).
         parameterization: how x* is optimised: ``pixel`` (its pixels, the paper's), ``fourier`` (a
-            space-time spectrum in decorrelated colour, mapped to pixels by a sigmoid) or ``warp`` (the first
-            frame of the stimulus, held, moved by an optimised displacement field; needs a stimulus, for the
-            baselines too); see :mod:`leaps_engine.engine.parameterization`.
+            space-time spectrum in decorrelated colour, mapped to pixels by a sigmoid), ``warp`` (the first
+            frame of the stimulus, held, moved by an optimised displacement field) or ``layers`` (the objects
+            of that frame, each moved as a whole by an optimised similarity motion); ``warp`` and ``layers``
+            need a stimulus, for the baselines too; see :mod:`leaps_engine.engine.parameterization` and
+            :mod:`leaps_engine.engine.motion_layers`.
         init_scale: standard deviation of the start (``pixel``: in the model's normalised space, paper 1;
             ``fourier``: before the sigmoid, default 0.6; ``warp``: of the velocities, in pixels per frame,
-            default 0.1); ``None``: the parameterisation's default.
+            default 0.1; ``layers``: of the velocities, in pixels, radians and log-scale per frame, default
+            0.1); ``None``: the parameterisation's default.
         warp_grid: ``warp`` only: control points per side of the displacement field (coarser: larger
             regions move as one).
         spatial_decay, temporal_decay: ``fourier`` only: the powers of the spatial and the temporal
@@ -173,8 +178,8 @@ class SynthesisConfig:
 
     @property
     def uses_stimulus(self) -> bool:
-        """Whether a run needs stimulus videos: to prime with (LEAPS), or to start from (``warp``)."""
-        return self.primes or self.parameterization == "warp"
+        """Whether a run needs stimulus videos: to prime with (LEAPS), or to start from (``warp``, ``layers``)."""
+        return self.primes or self.parameterization in MOVING_PARAMETERIZATIONS
 
     @classmethod
     def from_preset(cls, model_name: str, paper: bool = False, **overrides: object) -> SynthesisConfig:
@@ -226,8 +231,9 @@ class SynthesisConfig:
         if self.parameterization not in PARAMETERIZATIONS:
             raise LeapsError(f"unknown parameterization {self.parameterization!r}; expected one of "
                              f"{', '.join(PARAMETERIZATIONS)}")
-        if self.parameterization == "warp" and self.size[0] < 2:
-            raise LeapsError(f"the warp parameterisation moves a frame over time and needs at least 2 frames, "
+        if self.parameterization in MOVING_PARAMETERIZATIONS and self.size[0] < 2:
+            raise LeapsError(f"the {self.parameterization} parameterisation moves a frame over time and needs at "
+                             f"least 2 frames, "
                              f"got size {self.size} (for one frame, use parameterization pixel or fourier)")
         if self.warp_grid < 1:
             raise LeapsError(f"warp_grid must be >= 1, got {self.warp_grid}")

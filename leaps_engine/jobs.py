@@ -48,7 +48,8 @@ def build_targets(
     """Pair each --class with its stimuli (generated ones for models that make their own: the embedded ones).
 
     One --class with several --stimulus values primes with all of them together; a --stimulus folder
-    of videos does the same for its class. The baselines need no stimulus, except under the warp parameterisation.
+    of videos does the same for its class. The baselines need no stimulus, except under the warp or layers
+    parameterisation.
     """
     stimulus_source = get_adapter_entry(model_name).stimulus_source
     if not classes:

@@ -78,6 +78,15 @@ def _truncated_mp4(tmp_path: Path) -> Path:
     return _write(tmp_path / "truncated.mp4", data[: len(data) // 3])
 
 
+def _flat_mp4(tmp_path: Path) -> Path:
+    """A grey clip with nothing in it: no object for the layers parameterisation (the embedded default) to move."""
+    from leaps_engine.outputs import video as video_io
+
+    path = tmp_path / "flat.mp4"
+    video_io.write_mp4(path, torch.full((3, 12, 32, 32), 0.4), fps=5)
+    return path
+
+
 def _checkpoint_missing_keys(tmp_path: Path) -> Path:
     from leaps_engine import create_adapter
 
@@ -94,6 +103,7 @@ BAD_INPUTS = {
                            "notes.mp4"),
     "zero-byte video": (lambda t: ["--class", "0", "--stimulus", _write(t / "empty.mp4", b"")], "empty.mp4"),
     "truncated mp4": (lambda t: ["--class", "0", "--stimulus", _truncated_mp4(t)], "truncated.mp4"),
+    "stimulus without objects": (lambda t: ["--class", "0", "--stimulus", _flat_mp4(t)], "found no object to move"),
     "unknown model": (lambda t: ["--model", "r3d_19"], "unknown model 'r3d_19'"),
     "unknown class name": (lambda t: ["--class", "moving rigth"], "did you mean: moving right"),
     "class index out of range": (lambda t: ["--class", "999"], "out of range"),
@@ -193,9 +203,9 @@ def test_baseline_run_writes_no_stimulus_and_records_its_method(tmp_path):
     clip = summary["clips"][0]
     assert clip["stimulus"] is None and "stimulus_tensor" not in clip
     assert (out / clip["contact_sheet"]).stat().st_size > 0
-    warped = run_cli("synthesize", "--method", "am", "--class", "2", "--steps", 3, "--out", tmp_path / "warp")
-    assert warped.exit_code == 0, warped.output  # the embedded default, warp, starts from a generated stimulus
-    clip = json.loads((tmp_path / "warp" / "result.json").read_text())["clips"][0]
+    layered = run_cli("synthesize", "--method", "am", "--class", "2", "--steps", 3, "--out", tmp_path / "layers")
+    assert layered.exit_code == 0, layered.output  # the embedded default, layers, starts from a generated stimulus
+    clip = json.loads((tmp_path / "layers" / "result.json").read_text())["clips"][0]
     assert clip["stimulus"] == "generated (class 2, seed 0)" and "stimulus_tensor" in clip
 
 

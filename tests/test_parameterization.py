@@ -1,4 +1,4 @@
-"""x*'s parameterisations (pixel, fourier, warp) and the transformations applied before each forward: the start,
+"""x*'s parameterisations (pixel, fourier, warp, layers) and the transformations applied before each forward: the start,
 the bounds, per-video seeds, every kernel backend, and what result.json and manifests record."""
 
 import json
@@ -121,14 +121,15 @@ def test_the_warp_velocities_get_a_gradient_through_the_network(model):
     assert velocities.grad is not None and bool(velocities.grad.abs().sum() > 0)
 
 
-def test_warp_needs_a_stimulus_frame_per_video_and_two_frames(model):
-    config = SynthesisConfig.from_preset("embedded", size=SIZE, parameterization="warp")
-    with pytest.raises(LeapsError, match="has no stimulus"):
+@pytest.mark.parametrize("parameterization", ["warp", "layers"])
+def test_a_moving_parameterization_needs_a_stimulus_frame_per_video_and_two_frames(model, parameterization):
+    config = SynthesisConfig.from_preset("embedded", size=SIZE, parameterization=parameterization)
+    with pytest.raises(LeapsError, match=f"the {parameterization} parameterisation .* has no stimulus"):
         create_parameterization(config, [0], model.spec, torch.device("cpu"), [None])
     with pytest.raises(LeapsError, match="one still frame"):
-        _warp(model, torch.zeros(2, 3, *SIZE[1:]), seeds=(0,))
+        create_parameterization(config, [0], model.spec, torch.device("cpu"), [torch.zeros(3, 4, 8, 8)])
     with pytest.raises(LeapsError, match="at least 2 frames"):
-        SynthesisConfig.from_preset("embedded", size=(1, 16, 16), parameterization="warp")
+        SynthesisConfig.from_preset("embedded", size=(1, 16, 16), parameterization=parameterization)
 
 
 def test_a_baseline_under_warp_starts_from_a_generated_stimulus(model):
@@ -153,7 +154,7 @@ def test_transformations_are_off_in_the_papers_setting_and_never_reverse_time():
     torch.testing.assert_close(synthesis._zoom(video[0], 1.0), video[0])
 
 
-@pytest.mark.parametrize("parameterization", ["fourier", "warp"])
+@pytest.mark.parametrize("parameterization", ["fourier", "warp", "layers"])
 @pytest.mark.parametrize("kernels", ["eager", "compile", "triton"])
 def test_the_priors_with_transformations_run_on_every_kernel_backend(model, verifier, kernels, parameterization):
     if kernels == "triton" and triton_problem(torch.device("cpu")) is not None:
@@ -172,7 +173,7 @@ def _run(model, verifier, kernels, **options):
     return synthesize(model, targets, verifier=verifier, config=config, acceleration=Acceleration(kernels=kernels))
 
 
-@pytest.mark.parametrize("parameterization", ["fourier", "warp"])
+@pytest.mark.parametrize("parameterization", ["fourier", "warp", "layers"])
 def test_a_batch_of_videos_equals_each_video_alone(model, verifier, parameterization):
     options = {"parameterization": parameterization, "jitter": 1, "time_shift": 1}
     together = _run(model, verifier, "eager", **options)

@@ -53,6 +53,7 @@ def test_priors_table_has_every_row_the_gradient_sizes_and_the_contact_sheets(tm
     assert "## Space-time priors" in text and "## Table 1: methods" not in text
     for label in ("LEAPS (paper)", "LEAPS + Fourier", "LEAPS + shifts", "LEAPS + shifts and zoom",
                   "LEAPS + Fourier + shifts, spatial decay 1.5", "LEAPS + warp + shifts", "LEAPS + warp + shifts, grid 4",
+                  "LEAPS + layers", "LEAPS + layers + shifts",
                   "3D DeepDream (paper)", "3D AM + the default's priors"):
         assert f"| {label} | 2 |" in text
     gradients = [line for line in text.splitlines() if line.startswith("| LEAPS (paper) | first |")]

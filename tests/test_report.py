@@ -58,7 +58,7 @@ def test_runs_with_other_settings_are_compared_in_a_grid_beside_the_evaluate_tab
     other = tmp_path / "pixel"
     shutil.copytree(run_folder, other)
     summary = json.loads((other / "result.json").read_text())
-    assert summary["config"]["parameterization"] == "warp"  # the embedded default
+    assert summary["config"]["parameterization"] == "layers"  # the embedded default
     summary["config"]["parameterization"] = "pixel"
     (other / "result.json").write_text(json.dumps(summary))
     out = tmp_path / "page.html"
@@ -66,7 +66,7 @@ def test_runs_with_other_settings_are_compared_in_a_grid_beside_the_evaluate_tab
     assert result.exit_code == 0, result.output
     page = out.read_text()
     comparison = page[page.index('id="comparison"'):page.index('id="run-1"')]
-    assert "parameterization=pixel" in comparison and "parameterization=warp" in comparison
+    assert "parameterization=pixel" in comparison and "parameterization=layers" in comparison
     assert len(videos(comparison, "synthesized")) == 4  # 2 classes x 2 settings
     header = re.search(r"<thead><tr>(.*?)</tr></thead>", comparison).group(1)
     assert "parameterization" in header and "top-1 m / v / e" in header

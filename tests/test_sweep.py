@@ -210,7 +210,7 @@ def test_sweep_results_equal_synthesizing_each_job_alone(tmp_path, model, verifi
         alone = synthesize(model, [Target(label, generate_stimulus(label, seed=job.seed), seed=job.seed)],
                            verifier=verifier, config=SynthesisConfig.from_preset("embedded", steps=STEPS))
         swept = _video(result_dir(tmp_path / "out", job) / RESULT_FILE)
-        # Batched float sums differ from a lone run's by ~1e-6 (the warp default: at most 3e-6 after 20
+        # Batched float sums differ from a lone run's by ~1e-6 (the layers default: at most 3e-6 after 4
         # steps, docs/method.md).
         difference = (swept - alone.videos[0]).abs()
         assert difference.max() <= 1e-4

@@ -144,12 +144,13 @@ def setting_options(command: Callable) -> Callable:
                      help="LEAPS terms (Table 3 ablation): full (default) = CE + L_prim + r(R_coh + R_feat)."),
         click.option("--parameterization", type=click.Choice(PARAMETERIZATIONS), default=None,
                      help="How x* is optimised: pixel (the paper's; the default of every preset but embedded's), "
-                          "fourier (a space-time spectrum in decorrelated colour, mapped to pixels by a sigmoid) "
-                          "or warp (the stimulus's first frame moved by an optimised displacement field; the "
-                          "embedded default)."),
+                          "fourier (a space-time spectrum in decorrelated colour, mapped to pixels by a sigmoid), "
+                          "warp (the stimulus's first frame moved by an optimised displacement field) or layers "
+                          "(the objects of that frame, each moved as a whole by an optimised similarity motion)."),
         click.option("--init-scale", type=float, default=None,
                      help="Standard deviation of x*'s start (pixel: in the model's normalised space, default 1; "
                           "fourier: before the sigmoid, default 0.6; warp: velocities in pixels per frame, "
+                          "default 0.1; layers: velocities in pixels, radians and log-scale per frame, "
                           "default 0.1)."),
         click.option("--spatial-decay", type=float, default=None,
                      help="fourier: power of the spatial frequency the amplitudes fall with (default 1; 0: white)."),

@@ -12,8 +12,9 @@ synthesis loop (:func:`leaps_engine.engine.synthesis.synthesize`):
 clamped to the pixel range. :class:`FourierParameterization` optimises a space-time spectrum in
 decorrelated colour (``SynthesisConfig.parameterization = "fourier"``). :class:`WarpParameterization`
 (``"warp"``) keeps the stimulus's first frame as x*'s appearance and optimises only how it moves: a smooth
-displacement field per frame. Another parameterisation is one new class with these three methods, named in
-:func:`create_parameterization`.
+displacement field per frame. :class:`~leaps_engine.engine.motion_layers.LayerParameterization`
+(``"layers"``) moves that frame's objects, each as a whole. Another parameterisation is one new class with
+these three methods, named in :func:`create_parameterization`.
 """
 
 from __future__ import annotations
@@ -24,8 +25,14 @@ from typing import Protocol
 import torch
 from torch import nn
 
-from leaps_engine.config import SynthesisConfig
+from leaps_engine.config import MOVING_PARAMETERIZATIONS, SynthesisConfig
 from leaps_engine.engine.adapters.base import InputSpec
+from leaps_engine.engine.motion_layers import (
+    LAYER_INIT_SCALE,
+    LayerParameterization,
+    check_still_frames,
+    seeded_velocities,
+)
 from leaps_engine.errors import LeapsError
 
 
@@ -171,16 +178,9 @@ class WarpParameterization:
 
     def __init__(self, seeds: Sequence[int], size: tuple[int, int, int], spec: InputSpec, device: torch.device,
                  frames: torch.Tensor, grid: int = 8, init_scale: float = WARP_INIT_SCALE):
+        check_still_frames("warp", seeds, size, frames)
         length, height, width = size
-        if length < 2:
-            raise LeapsError(f"the warp parameterisation moves a frame over time and needs at least 2 frames, "
-                             f"got {length}")
-        if tuple(frames.shape) != (len(seeds), 3, height, width):
-            raise LeapsError(f"the warp parameterisation needs one still frame [3, {height}, {width}] per video, "
-                             f"got {tuple(frames.shape)} for {len(seeds)} videos")
-        velocities = [init_scale * torch.randn((length - 1, 2, grid, grid),
-                                               generator=torch.Generator().manual_seed(seed)) for seed in seeds]
-        self._velocity = torch.stack(velocities).to(device).requires_grad_(True)  # [B, T-1, 2, g, g]
+        self._velocity = seeded_velocities(seeds, (length - 1, 2, grid, grid), init_scale, device)  # [B, T-1, 2, g, g]
         # Every frame of x* resamples its video's still frame: the stills, one per output frame, made once.
         self._stills = frames.to(device)[:, None].expand(-1, length, -1, -1, -1).reshape(-1, 3, height, width)
         self._size = size
@@ -216,15 +216,18 @@ class WarpParameterization:
 
 def create_parameterization(config: SynthesisConfig, seeds: Sequence[int], spec: InputSpec,
                             device: torch.device, stimuli: Sequence[torch.Tensor | None] = ()) -> Parameterization:
-    """The parameterisation ``config.parameterization`` names (``pixel``, ``fourier`` or ``warp``), for a batch
-    of one video per seed at ``config.size``; ``config.init_scale`` ``None`` takes its own default.
-    ``stimuli``: per video, its (first) stimulus, pixels ``[3, T, H, W]`` at ``config.size``; ``warp`` starts
-    from each one's first frame and raises :class:`LeapsError` when one is missing."""
-    if config.parameterization == "warp":
+    """The parameterisation ``config.parameterization`` names (``pixel``, ``fourier``, ``warp`` or ``layers``),
+    for a batch of one video per seed at ``config.size``; ``config.init_scale`` ``None`` takes its own default.
+    ``stimuli``: per video, its (first) stimulus, pixels ``[3, T, H, W]`` at ``config.size``; ``warp`` and
+    ``layers`` start from each one's first frame and raise :class:`LeapsError` when one is missing."""
+    if config.parameterization in MOVING_PARAMETERIZATIONS:
         if len(stimuli) != len(seeds) or any(stimulus is None for stimulus in stimuli):
-            raise LeapsError("the warp parameterisation moves the first frame of each video's stimulus, and a "
-                             "video has no stimulus")
+            raise LeapsError(f"the {config.parameterization} parameterisation moves the first frame of each "
+                             "video's stimulus, and a video has no stimulus")
         frames = torch.stack([stimulus[:, 0] for stimulus in stimuli])  # [B, 3, H, W]
+        if config.parameterization == "layers":
+            return LayerParameterization(seeds, config.size, spec, device, frames,
+                                         config.init_scale or LAYER_INIT_SCALE)
         return WarpParameterization(seeds, config.size, spec, device, frames, config.warp_grid,
                                     config.init_scale or WARP_INIT_SCALE)
     if config.parameterization == "fourier":

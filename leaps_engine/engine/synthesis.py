@@ -45,8 +45,8 @@ class Target:
     ``stimulus`` is a path (video file, frame folder, saved tensor) or a tensor of pixels
     ``[3, T, H, W]`` in [0, 1]; a list primes with the mean embedding of several stimuli (Supp. S5).
     ``seed`` defaults to ``config.seed + position in the batch``. The baselines (``method`` deepdream or
-    am) prime with no stimulus; one given to them is only kept for display, or, under the warp
-    parameterisation, is where x* starts. For models that make their own
+    am) prime with no stimulus; one given to them is only kept for display, or, under the warp and
+    layers parameterisations, is where x* starts. For models that make their own
     stimuli (the embedded ones: ``VideoAdapter.stimulus_source``) a target without one gets one generated.
     """
 
@@ -178,7 +178,7 @@ def synthesize(
         missing = [str(t.label) for t in targets if t.stimulus is None]
         if missing:
             why = ("LEAPS primes with a stimulus" if config.primes
-                   else "the warp parameterisation moves a stimulus's first frame")
+                   else f"the {config.parameterization} parameterisation moves a stimulus's first frame")
             raise LeapsError(f"{why}, and none was given for class {missing[0]} "
                              "(the baselines deepdream and am need none with pixel or fourier)")
     stimulus_pixels = [[load_stimulus(s, model.spec, config.size) for s in _as_list(t.stimulus)] for t in targets]

@@ -28,7 +28,7 @@ PRETRAINED = "embedded"
 
 # Both networks take any clip of at least one frame of 1x1 pixel (padded convolutions, adaptive pooling);
 # the last tap keeps T' = ceil(T / 2) frames, so T >= 3 is needed for temporal coherence. The preset's
-# warp parameterisation needs T >= 2; a one-frame clip takes --parameterization pixel or fourier.
+# layers parameterisation needs T >= 2; a one-frame clip takes --parameterization pixel or fourier.
 SPEC = InputSpec(
     frames=CLIP_FRAMES,
     sampling_rate=1,
