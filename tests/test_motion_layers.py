@@ -15,6 +15,7 @@ from leaps_engine.engine.motion_layers import (
     MAX_SPIN,
     LayerParameterization,
     find_layers,
+    min_layer_area,
 )
 from leaps_engine.errors import LeapsError
 
@@ -42,11 +43,13 @@ def _set_velocity(x_star, layer, velocity):
 
 
 def test_each_object_is_a_layer_largest_first_and_specks_stay_in_the_background():
-    frame = _frame((1, 1, 3, (1.0, 1.0, 1.0)), (8, 8, 4, (1.0, 0.0, 0.0)), (13, 2, 1, (0.0, 0.0, 1.0)))
-    masks = find_layers(frame)
-    assert masks.shape == (1, MAX_LAYERS, *SIZE[1:])
+    frame = torch.full((1, 3, 32, 32), GREY)
+    for left, top, side, colour in ((2, 2, 3, (1.0, 1.0, 1.0)), (16, 16, 4, (1.0, 0.0, 0.0)), (26, 4, 1, (0.0, 0.0, 1.0))):
+        frame[..., top:top + side, left:left + side] = torch.tensor(colour)[:, None, None]
+    masks = find_layers(frame)  # at 32 x 32 a layer has at least 4 pixels: the 1-pixel speck stays
+    assert masks.shape == (1, MAX_LAYERS, 32, 32) and min_layer_area(32, 32) == 4 and min_layer_area(16, 16) == 1
     assert masks[0].sum(dim=(1, 2)).tolist() == [16.0, 9.0] + [0.0] * (MAX_LAYERS - 2)  # hard edges: no soft edge
-    assert bool(masks[0, 0, 8:12, 8:12].all()) and bool(masks[0, 1, 1:4, 1:4].all())
+    assert bool(masks[0, 0, 16:20, 16:20].all()) and bool(masks[0, 1, 2:5, 2:5].all())
 
 
 def test_an_object_wider_than_the_median_window_is_found_whole():

@@ -5,7 +5,7 @@ IEEE TIP 1994) with one layer per object of the stimulus's first frame:
 
 1. :func:`find_layers` finds the objects: pixels whose colour differs from a local median background
    (``cv2.medianBlur``) by more than :data:`LAYER_CONTRAST` in some channel, split into 8-connected
-   regions (``cv2.connectedComponentsWithStats``); each region of at least :data:`LAYER_MIN_AREA`
+   regions (``cv2.connectedComponentsWithStats``); each region of at least :func:`min_layer_area`
    pixels, with the background it encloses, is a layer (the :data:`MAX_LAYERS` largest), with a soft
    edge one pixel wide. An object wider than about the median window (a third of the frame) can be found
    in pieces, each then moving on its own.
@@ -32,7 +32,7 @@ from leaps_engine.engine.adapters.base import InputSpec
 from leaps_engine.errors import LeapsError
 
 LAYER_CONTRAST = 0.18  # pixels in [0, 1]: an object's colour differs from the local background by more
-LAYER_MIN_AREA = 4  # pixels: smaller regions stay in the background
+LAYER_MIN_SHARE = 1 / 256  # of the frame's pixels (4 at 32 x 32): smaller regions stay in the background
 MAX_LAYERS = 8  # the largest regions become layers, the rest stay in the background
 BACKGROUND_SIDE = 48  # the median background is estimated on frames scaled to at most this many pixels a side
 LAYER_INIT_SCALE = 0.1  # standard deviation of the starting velocities (pixels, radians, log-scale per frame)
@@ -61,6 +61,11 @@ def seeded_velocities(seeds: Sequence[int], shape: tuple[int, ...], scale: float
     return torch.stack(velocities).to(device).requires_grad_(True)
 
 
+def min_layer_area(height: int, width: int) -> int:
+    """The fewest pixels a layer has in a ``height x width`` frame: :data:`LAYER_MIN_SHARE` of them, at least 1."""
+    return max(1, round(LAYER_MIN_SHARE * height * width))
+
+
 def find_layers(frames: torch.Tensor) -> torch.Tensor:
     """The objects of each frame as layer alphas: ``[B, 3, H, W]`` in [0, 1] -> ``[B, MAX_LAYERS, H, W]`` in
     [0, 1], largest first, unused layers all zero (see the module docstring for the method).
@@ -79,7 +84,7 @@ def find_layers(frames: torch.Tensor) -> torch.Tensor:
         _, regions, stats, _ = cv2.connectedComponentsWithStats(objects, connectivity=8)
         areas = stats[1:, cv2.CC_STAT_AREA]
         kept_labels = [label + 1 for label in np.argsort(-areas, kind="stable")[:MAX_LAYERS]
-                       if areas[label] >= LAYER_MIN_AREA]
+                       if areas[label] >= min_layer_area(height, width)]
         insides = [_filled(regions == label, cv2) for label in kept_labels]
         held = np.any(insides, axis=0) if insides else np.zeros((height, width), bool)
         for layer, (label, inside) in enumerate(zip(kept_labels, insides, strict=True)):
@@ -157,7 +162,7 @@ class LayerParameterization:
 
     Raises:
         LeapsError: fewer than 2 frames, frames that are not ``[B, 3, H, W]`` for ``B`` seeds, or a frame
-            with no object to move (no region of :data:`LAYER_MIN_AREA` pixels differs from its background
+            with no object to move (no region of :func:`min_layer_area` pixels differs from its background
             by :data:`LAYER_CONTRAST`).
     """
 
@@ -169,8 +174,9 @@ class LayerParameterization:
         empty = [index for index, video_alphas in enumerate(alphas) if not video_alphas.any()]
         if empty:
             raise LeapsError(f"the layers parameterisation found no object to move in the first frame of video "
-                             f"{empty[0]}'s stimulus (no region of {LAYER_MIN_AREA} pixels differs from its "
-                             f"background by {LAYER_CONTRAST}); use --parameterization warp, fourier or pixel")
+                             f"{empty[0]}'s stimulus (no region of {min_layer_area(height, width)} pixels differs "
+                             f"from its background by {LAYER_CONTRAST}); use --parameterization warp, fourier or "
+                             "pixel")
         rows, columns = torch.meshgrid(torch.arange(height) + 0.5, torch.arange(width) + 0.5, indexing="ij")
         area = alphas.sum(dim=(2, 3)).clamp_min(1.0)[..., None]
         centres = torch.stack([(alphas * columns).sum(dim=(2, 3)), (alphas * rows).sum(dim=(2, 3))], -1) / area
