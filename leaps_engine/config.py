@@ -233,8 +233,8 @@ class SynthesisConfig:
                              f"{', '.join(PARAMETERIZATIONS)}")
         if self.parameterization in MOVING_PARAMETERIZATIONS and self.size[0] < 2:
             raise LeapsError(f"the {self.parameterization} parameterisation moves a frame over time and needs at "
-                             f"least 2 frames, "
-                             f"got size {self.size} (for one frame, use parameterization pixel or fourier)")
+                             f"least 2 frames, got size {self.size} (for one frame, use parameterization pixel or "
+                             "fourier)")
         if self.warp_grid < 1:
             raise LeapsError(f"warp_grid must be >= 1, got {self.warp_grid}")
         if self.init_scale is not None and self.init_scale <= 0:

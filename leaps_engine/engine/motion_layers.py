@@ -171,12 +171,16 @@ class LayerParameterization:
         check_still_frames("layers", seeds, size, frames)
         length, height, width = size
         alphas = find_layers(frames)  # [B, K, H, W], largest first
-        empty = [index for index, video_alphas in enumerate(alphas) if not video_alphas.any()]
+        layer_counts = (alphas.flatten(2).amax(dim=-1) > 0).sum(dim=1).tolist()  # per video
+        empty = [index for index, count in enumerate(layer_counts) if count == 0]
         if empty:
             raise LeapsError(f"the layers parameterisation found no object to move in the first frame of video "
                              f"{empty[0]}'s stimulus (no region of {min_layer_area(height, width)} pixels differs "
                              f"from its background by {LAYER_CONTRAST}); use --parameterization warp, fourier or "
                              "pixel")
+        # Only the layers some video of the batch uses (a prefix: largest first) are moved and painted; an
+        # empty layer would add exactly nothing.
+        alphas = alphas[:, :max(layer_counts)]
         rows, columns = torch.meshgrid(torch.arange(height) + 0.5, torch.arange(width) + 0.5, indexing="ij")
         area = alphas.sum(dim=(2, 3)).clamp_min(1.0)[..., None]
         centres = torch.stack([(alphas * columns).sum(dim=(2, 3)), (alphas * rows).sum(dim=(2, 3))], -1) / area
@@ -186,7 +190,10 @@ class LayerParameterization:
         background = fill_layers(frames, alphas)  # [B, 3, H, W]
         colour = frames.float().cpu()[:, None] - (1 - alphas[:, :, None]) * background[:, None]
         colour = torch.minimum(colour.clamp_min(0.0), alphas[:, :, None])  # a valid premultiplied colour
-        self._layers = torch.cat([colour, alphas[:, :, None]], 2).flip(1).to(device)  # [B, K, 4, H, W]
+        layers = torch.cat([colour, alphas[:, :, None]], 2).flip(1).to(device)  # [B, K, 4, H, W]
+        # Every frame of x* resamples every layer: the images, one per (video, frame, layer), made once.
+        self._layer_images = layers[:, None].expand(-1, length, -1, -1, -1, -1).reshape(-1, 4, height, width)
+        self._layer_count = layers.shape[1]
         self._centres = centres.flip(1).to(device)  # [B, K, 2] pixels (x, y)
         self._background = background.to(device)
         self._pixel_centres = torch.stack([columns, rows], -1).to(device)  # [H, W, 2] pixels (x, y)
@@ -202,8 +209,8 @@ class LayerParameterization:
     def video(self) -> torch.Tensor:
         """x* ``[B, 3, T, H, W]`` in the model's normalised space, differentiable in the velocities."""
         length, height, width = self._size
-        batch, layer_count = self._layers.shape[:2]
-        poses = torch.cat([torch.zeros_like(self._velocity[:, :1]), self._velocity], dim=1).cumsum(dim=1)
+        velocity = self._velocity[:, :, :self._layer_count]  # the used layers'
+        poses = torch.cat([torch.zeros_like(velocity[:, :1]), velocity], dim=1).cumsum(dim=1)
         poses = poses.flip(2)  # [B, T, K, 4], in painting order (smallest layer first)
         shift, angle, scale = poses[..., :2], poses[..., 2], poses[..., 3].exp()
         centre = self._centres[:, None]  # [B, 1, K, 2]
@@ -213,12 +220,11 @@ class LayerParameterization:
         source_x = (cos * offset[..., 0] + sin * offset[..., 1]) * shrink + centre[..., 0, None, None]
         source_y = (cos * offset[..., 1] - sin * offset[..., 0]) * shrink + centre[..., 1, None, None]
         sample_at = torch.stack([source_x * (2 / width) - 1, source_y * (2 / height) - 1], -1)
-        images = self._layers[:, None].expand(-1, length, -1, -1, -1, -1).reshape(-1, 4, height, width)
-        moved = nn.functional.grid_sample(images, sample_at.reshape(-1, height, width, 2), mode="bilinear",
-                                          padding_mode="zeros", align_corners=False)
-        moved = moved.reshape(batch, length, layer_count, 4, height, width)
+        moved = nn.functional.grid_sample(self._layer_images, sample_at.reshape(-1, height, width, 2),
+                                          mode="bilinear", padding_mode="zeros", align_corners=False)
+        moved = moved.reshape(-1, length, self._layer_count, 4, height, width)
         video = self._background[:, None].expand(-1, length, -1, -1, -1)  # [B, T, 3, H, W]
-        for layer in range(layer_count):  # Porter and Duff's "over", premultiplied
+        for layer in range(self._layer_count):  # Porter and Duff's "over", premultiplied
             video = moved[:, :, layer, :3] + (1 - moved[:, :, layer, 3:]) * video
         return self._spec.normalize(video.transpose(1, 2))
 
