@@ -31,12 +31,13 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import cv2
 import torch
 from tqdm import tqdm
 
 from leaps_engine._io import atomic_path
 from leaps_engine.cli import main as leaps_engine_cli
-from leaps_engine.config import PRESETS
+from leaps_engine.config import MAX_LAYERS, PRESETS
 from leaps_engine.engine.embedded.generator import CLASS_NAMES
 from leaps_engine.evaluation import MOTION_MATCH_THRESHOLD, evaluate_results
 from leaps_engine.outputs import video as video_files
@@ -45,7 +46,7 @@ from leaps_engine.outputs import video as video_files
 # (its further settings over the paper's). Tables 1, 2, 3 and S2 vary one thing of the default; the priors
 # table names every setting in full, so its "LEAPS (paper)" row is the paper's whatever the default.
 PAPER = {"parameterization": "pixel", "jitter": 0, "scale_jitter": 0.0, "time_shift": 0,
-         "spatial_decay": 1.0, "temporal_decay": 1.0, "warp_grid": 8}
+         "spatial_decay": 1.0, "temporal_decay": 1.0, "warp_grid": 8, "moving_layers": MAX_LAYERS}
 DEFAULT = {**PAPER, **dict(PRESETS["embedded"].settings)}
 BASE = {"method": "leaps", "objective": "full", "distance": "jvs", "priming_layers": 1.0, **DEFAULT}
 FOURIER = {**PAPER, "parameterization": "fourier"}
@@ -84,6 +85,9 @@ SETTINGS = [
     (PRIORS_TABLE, "LEAPS + warp + shifts, grid 16", {**WARP, **SHIFTS, "warp_grid": 16}),
     (PRIORS_TABLE, "LEAPS + layers", LAYERS),
     (PRIORS_TABLE, "LEAPS + layers + shifts", {**LAYERS, **SHIFTS}),
+    *[(PRIORS_TABLE, f"LEAPS + layers, {count} largest moving", {**LAYERS, "moving_layers": count})
+      for count in (1, 2, 3)],
+    (PRIORS_TABLE, "LEAPS + layers + shifts, 2 largest moving", {**LAYERS, **SHIFTS, "moving_layers": 2}),
     (PRIORS_TABLE, "3D DeepDream (paper)", {**PAPER, "method": "deepdream"}),
     (PRIORS_TABLE, "3D DeepDream + the default's priors", {**DEFAULT, "method": "deepdream"}),
     (PRIORS_TABLE, "3D AM (paper)", {**PAPER, "method": "am"}),
@@ -244,7 +248,8 @@ def _report(rows: list[dict], wanted: list[tuple], figures: list[Path], gradient
         "",
         f"Command: `{shlex.join(['python', 'benchmarks/quality.py', *sys.argv[1:]])}`  ",
         (f"{args.classes} classes x {args.stimuli} generated stimuli per setting, steps "
-        f"{args.steps or 'of the preset'}; device {args.device}; torch {torch.__version__}; python "
+        f"{args.steps or 'of the preset'}; device {args.device}; torch {torch.__version__}; OpenCV "
+        f"{cv2.__version__} (the layers, the inpainting and the optical flow); python "
         f"{platform.python_version()}; {seconds / 60:.1f} min in all ({runs_note}).  "),
         (f"Classifier weights {args.weights or 'shipped'}, verifier weights {args.verifier_weights or 'shipped'}.  "),
         (f"Accuracies are top-1 in percent under the inverted model (m), the verifier (v, whose BatchNorm "

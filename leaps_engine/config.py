@@ -19,6 +19,7 @@ OBJECTIVES = ("full", "prim", "prim+coh", "prim+feat")
 # or as that frame's objects, each moved as a whole
 PARAMETERIZATIONS = ("pixel", "fourier", "warp", "layers")
 MOVING_PARAMETERIZATIONS = ("warp", "layers")  # those that move the first frame of a stimulus
+MAX_LAYERS = 8  # the layers parameterisation's most layers: the largest objects of the frame
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 KERNEL_BACKENDS = ("auto", "triton", "compile", "eager")
 FORWARD_BACKENDS = ("torch", "onnxruntime", "tensorrt")  # the forward-only pass (leaps_engine.export.backends)
@@ -87,7 +88,7 @@ EMBEDDED_PRESET = Preset(
     steps=300,
     size=(8, 32, 32),
     # The best setting of the priors table (benchmarks/results/priors_embedded.md); --paper leaves it out.
-    settings=(("parameterization", "layers"),),
+    settings=(("parameterization", "layers"), ("moving_layers", 2)),
 )
 PRESETS["embedded"] = EMBEDDED_PRESET
 PRESETS["embedded_verifier"] = dataclasses.replace(EMBEDDED_PRESET, verifier="embedded")
@@ -124,6 +125,8 @@ class SynthesisConfig:
             ``fourier``: before the sigmoid, default 0.6; ``warp``: of the velocities, in pixels per frame,
             default 0.1; ``layers``: of the velocities, in pixels, radians and log-scale per frame, default
             0.1); ``None``: the parameterisation's default.
+        moving_layers: ``layers`` only: how many of the largest layers move, 1 to ``MAX_LAYERS`` (default:
+            all); the smaller ones stay still.
         warp_grid: ``warp`` only: control points per side of the displacement field (coarser: larger
             regions move as one).
         spatial_decay, temporal_decay: ``fourier`` only: the powers of the spatial and the temporal
@@ -159,6 +162,7 @@ class SynthesisConfig:
     init_scale: float | None = None
     spatial_decay: float = 1.0
     temporal_decay: float = 1.0
+    moving_layers: int = MAX_LAYERS
     warp_grid: int = 8
     jitter: int = 0
     scale_jitter: float = 0.0
@@ -235,6 +239,8 @@ class SynthesisConfig:
             raise LeapsError(f"the {self.parameterization} parameterisation moves a frame over time and needs at "
                              f"least 2 frames, got size {self.size} (for one frame, use parameterization pixel or "
                              "fourier)")
+        if not 1 <= self.moving_layers <= MAX_LAYERS:
+            raise LeapsError(f"moving_layers must be in 1..{MAX_LAYERS}, got {self.moving_layers}")
         if self.warp_grid < 1:
             raise LeapsError(f"warp_grid must be >= 1, got {self.warp_grid}")
         if self.init_scale is not None and self.init_scale <= 0:
@@ -255,7 +261,7 @@ class SynthesisConfig:
 # in this order); the other fields keep their defaults. A new setting: a field above, its name here, an option.
 SETTING_FIELDS = ("seed", "steps", "size", "method", "objective", "distance", "priming_layers", "lambda_first",
                   "lambda_last", "r", "parameterization", "init_scale", "spatial_decay", "temporal_decay",
-                  "warp_grid", "jitter", "scale_jitter", "time_shift")
+                  "moving_layers", "warp_grid", "jitter", "scale_jitter", "time_shift")
 
 
 def preset_for(model_name: str) -> Preset:

@@ -102,6 +102,29 @@ def test_positive_spin_turns_clockwise_on_screen_and_growth_scales(model):
     assert float(white[1].sum() / white[0].sum()) == pytest.approx(4.0, rel=0.1)  # twice as wide and high
 
 
+def test_only_the_largest_layers_move_the_others_stay_still(model):
+    big_and_small = _frame((1, 1, 5, (1.0, 0.0, 0.0)), (10, 10, 3, (0.0, 1.0, 0.0)))
+    x_star = LayerParameterization((0, 1), SIZE, model.spec, torch.device("cpu"), big_and_small.expand(2, -1, -1, -1),
+                                   moving_layers=1)
+    (velocities,) = x_star.parameters()
+    assert velocities.shape == (2, SIZE[0] - 1, 1, 4)  # one moving layer: the larger (red) square
+    with torch.no_grad():
+        velocities[:] = torch.tensor([1.0, 0.0, 0.5, 0.0])  # every layer that moves: right, turning
+    pixels = model.spec.denormalize(x_star.video().detach())  # [2, 3, T, H, W]
+    small = pixels[:, :, :, 10:13, 10:13]  # the green square, out of the red one's reach
+    torch.testing.assert_close(small, small[:, :, :1].expand_as(small))
+    assert float((pixels[:, :, -1, 1:6, 1:6] - pixels[:, :, 0, 1:6, 1:6]).abs().max()) > 0.5  # the red one moved
+
+
+@pytest.mark.parametrize("count", [0, MAX_LAYERS + 1])
+def test_moving_layers_outside_its_range_is_an_error(model, count):
+    with pytest.raises(LeapsError, match="moving_layers must be in"):
+        LayerParameterization((0,), SIZE, model.spec, torch.device("cpu"), _frame((2, 3, 4, (1.0, 1.0, 1.0))),
+                               moving_layers=count)
+    with pytest.raises(LeapsError, match="moving_layers must be in"):
+        SynthesisConfig(moving_layers=count).validate()
+
+
 def test_the_velocities_are_kept_within_their_bounds(model):
     x_star = _layers(model, _frame((2, 3, 4, (1.0, 1.0, 1.0))))
     _set_velocity(x_star, 0, [30.0, 40.0, 5.0, -1.0])

@@ -156,6 +156,9 @@ def setting_options(command: Callable) -> Callable:
                      help="fourier: power of the spatial frequency the amplitudes fall with (default 1; 0: white)."),
         click.option("--temporal-decay", type=float, default=None,
                      help="fourier: power of the temporal frequency the amplitudes fall with (default 1)."),
+        click.option("--moving-layers", type=int, default=None, metavar="N",
+                     help="layers: how many of the largest objects move; the others stay still (default: all 8; "
+                          "the embedded preset: 2)."),
         click.option("--warp-grid", type=int, default=None, metavar="POINTS",
                      help="warp: control points per side of the displacement field (default 8)."),
         click.option("--jitter", type=int, default=None, metavar="PIXELS",

@@ -11,9 +11,10 @@ IEEE TIP 1994) with one layer per object of the stimulus's first frame:
    in pieces, each then moving on its own.
 2. :func:`fill_layers` paints the background where the layers were (``cv2.inpaint``, Telea 2004), so
    that a layer that moves away leaves background behind, not a copy of itself.
-3. :class:`LayerParameterization` moves each layer by a similarity transform per frame (translation,
-   rotation about the layer's centre, scale) and paints the layers, largest on top, over the filled
-   background. The parameters are each frame's velocities, so a pose is the sum of the steps before it.
+3. :class:`LayerParameterization` moves each of the ``moving_layers`` largest layers by a similarity
+   transform per frame (translation, rotation about the layer's centre, scale), keeps the others where
+   they are, and paints the layers, largest on top, over the filled background. The parameters are each
+   frame's velocities, so a pose is the sum of the steps before it.
 
 Made for scenes of flat objects on a smoother background, such as the embedded domain's; on a natural
 image the regions follow colour edges, not objects.
@@ -28,12 +29,12 @@ import torch
 from torch import nn
 
 from leaps_engine._features import require
+from leaps_engine.config import MAX_LAYERS
 from leaps_engine.engine.adapters.base import InputSpec
 from leaps_engine.errors import LeapsError
 
 LAYER_CONTRAST = 0.18  # pixels in [0, 1]: an object's colour differs from the local background by more
 LAYER_MIN_SHARE = 1 / 256  # of the frame's pixels (4 at 32 x 32): smaller regions stay in the background
-MAX_LAYERS = 8  # the largest regions become layers, the rest stay in the background
 BACKGROUND_SIDE = 48  # the median background is estimated on frames scaled to at most this many pixels a side
 LAYER_INIT_SCALE = 0.1  # standard deviation of the starting velocities (pixels, radians, log-scale per frame)
 MAX_SPEED = 0.15  # a layer's fastest translation, as a share of the frame's short side per frame
@@ -144,9 +145,11 @@ class LayerParameterization:
     (translation ``d`` in pixels, ``theta`` in radians, clockwise on screen, scale ``s``), resampled with
     ``torch.nn.functional.grid_sample`` (bilinear, premultiplied alpha) and painted over the frame so far
     (Porter and Duff's "over"), smallest layer first. ``(d, theta, log s)`` is 0 at frame 0 and the sum of
-    the velocities of frames 1..t: the parameters are velocities ``[B, T-1, MAX_LAYERS, 4]`` (``d_x``,
+    the velocities of frames 1..t: the parameters are velocities ``[B, T-1, moving_layers, 4]`` (``d_x``,
     ``d_y`` in pixels per frame, x right and y down; spin in radians per frame; growth in log-scale per
     frame), kept within :data:`MAX_SPEED`, :data:`MAX_SPIN` and :data:`MAX_GROWTH` by :meth:`project`.
+    Only the ``moving_layers`` largest layers have velocities; the smaller ones stay still, so that the
+    motion a model asks for is carried by the main objects and not spread over small clutter.
     A soft edge's colour is its pixel less the background's share (the linear mixing model), so frame 0
     is ``I`` again but at the few soft-edge pixels where that model does not fit (a two-coloured object,
     an inpainted background unlike the true one), whose colour is clipped to a valid one. Every pixel of
@@ -159,16 +162,19 @@ class LayerParameterization:
         spec, device: the model's input spec and the device of the parameters.
         frames: the still frame of each video, pixels ``[B, 3, H, W]`` in [0, 1].
         init_scale: standard deviation of the starting velocities.
+        moving_layers: how many of the largest layers move, 1 to :data:`MAX_LAYERS`.
 
     Raises:
-        LeapsError: fewer than 2 frames, frames that are not ``[B, 3, H, W]`` for ``B`` seeds, or a frame
-            with no object to move (no region of :func:`min_layer_area` pixels differs from its background
-            by :data:`LAYER_CONTRAST`).
+        LeapsError: fewer than 2 frames, frames that are not ``[B, 3, H, W]`` for ``B`` seeds,
+            ``moving_layers`` outside 1 to :data:`MAX_LAYERS`, or a frame with no object to move (no region
+            of :func:`min_layer_area` pixels differs from its background by :data:`LAYER_CONTRAST`).
     """
 
     def __init__(self, seeds: Sequence[int], size: tuple[int, int, int], spec: InputSpec, device: torch.device,
-                 frames: torch.Tensor, init_scale: float = LAYER_INIT_SCALE):
+                 frames: torch.Tensor, init_scale: float = LAYER_INIT_SCALE, moving_layers: int = MAX_LAYERS):
         check_still_frames("layers", seeds, size, frames)
+        if not 1 <= moving_layers <= MAX_LAYERS:
+            raise LeapsError(f"moving_layers must be in 1..{MAX_LAYERS}, got {moving_layers}")
         length, height, width = size
         alphas = find_layers(frames)  # [B, K, H, W], largest first
         layer_counts = (alphas.flatten(2).amax(dim=-1) > 0).sum(dim=1).tolist()  # per video
@@ -197,19 +203,22 @@ class LayerParameterization:
         self._centres = centres.flip(1).to(device)  # [B, K, 2] pixels (x, y)
         self._background = background.to(device)
         self._pixel_centres = torch.stack([columns, rows], -1).to(device)  # [H, W, 2] pixels (x, y)
-        self._velocity = seeded_velocities(seeds, (length - 1, MAX_LAYERS, 4), init_scale, device)  # [B, T-1, K, 4]
+        self._moving_count = min(moving_layers, self._layer_count)  # the used layers that move
+        self._velocity = seeded_velocities(seeds, (length - 1, moving_layers, 4), init_scale, device)  # [B, T-1, M, 4]
         self._size = size
         self._spec = spec
 
     def parameters(self) -> list[torch.Tensor]:
-        """The velocities ``[B, T-1, MAX_LAYERS, 4]``: ``d_x``, ``d_y`` (pixels), spin (radians, clockwise),
+        """The velocities ``[B, T-1, moving_layers, 4]``: ``d_x``, ``d_y`` (pixels), spin (radians, clockwise),
         growth (log-scale), each per frame; index ``k`` of dim 2 moves the ``k``-th largest layer."""
         return [self._velocity]
 
     def video(self) -> torch.Tensor:
         """x* ``[B, 3, T, H, W]`` in the model's normalised space, differentiable in the velocities."""
         length, height, width = self._size
-        velocity = self._velocity[:, :, :self._layer_count]  # the used layers'
+        velocity = self._velocity[:, :, :self._moving_count]  # the used layers' that move
+        still = velocity.new_zeros(*velocity.shape[:2], self._layer_count - self._moving_count, 4)
+        velocity = torch.cat([velocity, still], dim=2)  # [B, T-1, K, 4], largest layer first
         poses = torch.cat([torch.zeros_like(velocity[:, :1]), velocity], dim=1).cumsum(dim=1)
         poses = poses.flip(2)  # [B, T, K, 4], in painting order (smallest layer first)
         shift, angle, scale = poses[..., :2], poses[..., 2], poses[..., 3].exp()

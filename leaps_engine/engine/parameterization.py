@@ -227,7 +227,7 @@ def create_parameterization(config: SynthesisConfig, seeds: Sequence[int], spec:
         frames = torch.stack([stimulus[:, 0] for stimulus in stimuli])  # [B, 3, H, W]
         if config.parameterization == "layers":
             return LayerParameterization(seeds, config.size, spec, device, frames,
-                                         config.init_scale or LAYER_INIT_SCALE)
+                                         config.init_scale or LAYER_INIT_SCALE, config.moving_layers)
         return WarpParameterization(seeds, config.size, spec, device, frames, config.warp_grid,
                                     config.init_scale or WARP_INIT_SCALE)
     if config.parameterization == "fourier":
