@@ -136,6 +136,14 @@ def fill_layers(frames: torch.Tensor, alphas: torch.Tensor) -> torch.Tensor:
     return torch.where(holes[:, None], painted, frames.float().cpu())
 
 
+def _paint_over(layers: torch.Tensor, under: torch.Tensor) -> torch.Tensor:
+    """Premultiplied ``layers`` ``[..., K, 4, H, W]`` painted in order over ``under`` ``[..., 3, H, W]``
+    (Porter and Duff's "over")."""
+    for layer in layers.unbind(-4):
+        under = layer[..., :3, :, :] + (1 - layer[..., 3:, :, :]) * under
+    return under
+
+
 class LayerParameterization:
     """x* as the objects of one still frame, each moved as a whole: only their motion is free.
 
@@ -197,13 +205,16 @@ class LayerParameterization:
         colour = frames.float().cpu()[:, None] - (1 - alphas[:, :, None]) * background[:, None]
         colour = torch.minimum(colour.clamp_min(0.0), alphas[:, :, None])  # a valid premultiplied colour
         layers = torch.cat([colour, alphas[:, :, None]], 2).flip(1).to(device)  # [B, K, 4, H, W]
-        # Every frame of x* resamples every layer: the images, one per (video, frame, layer), made once.
-        self._layer_images = layers[:, None].expand(-1, length, -1, -1, -1, -1).reshape(-1, 4, height, width)
-        self._layer_count = layers.shape[1]
-        self._centres = centres.flip(1).to(device)  # [B, K, 2] pixels (x, y)
-        self._background = background.to(device)
+        # The layers that stay still are the smallest, painted before every moving one: they are painted
+        # into the background once, and only the moving layers (M of them) are resampled.
+        still_count = max(0, layers.shape[1] - moving_layers)
+        self._background = _paint_over(layers[:, :still_count], background.to(device))  # [B, 3, H, W]
+        moving = layers[:, still_count:]  # [B, M, 4, H, W]
+        # Every frame of x* resamples every moving layer: the images, one per (video, frame, layer), made once.
+        self._layer_images = moving[:, None].expand(-1, length, -1, -1, -1, -1).reshape(-1, 4, height, width)
+        self._layer_count = moving.shape[1]
+        self._centres = centres.flip(1)[:, still_count:].to(device)  # [B, M, 2] pixels (x, y)
         self._pixel_centres = torch.stack([columns, rows], -1).to(device)  # [H, W, 2] pixels (x, y)
-        self._moving_count = min(moving_layers, self._layer_count)  # the used layers that move
         self._velocity = seeded_velocities(seeds, (length - 1, moving_layers, 4), init_scale, device)  # [B, T-1, M, 4]
         self._size = size
         self._spec = spec
@@ -216,15 +227,13 @@ class LayerParameterization:
     def video(self) -> torch.Tensor:
         """x* ``[B, 3, T, H, W]`` in the model's normalised space, differentiable in the velocities."""
         length, height, width = self._size
-        velocity = self._velocity[:, :, :self._moving_count]  # the used layers' that move
-        still = velocity.new_zeros(*velocity.shape[:2], self._layer_count - self._moving_count, 4)
-        velocity = torch.cat([velocity, still], dim=2)  # [B, T-1, K, 4], largest layer first
+        velocity = self._velocity[:, :, :self._layer_count]  # the used layers'
         poses = torch.cat([torch.zeros_like(velocity[:, :1]), velocity], dim=1).cumsum(dim=1)
-        poses = poses.flip(2)  # [B, T, K, 4], in painting order (smallest layer first)
+        poses = poses.flip(2)  # [B, T, M, 4], in painting order (smallest layer first)
         shift, angle, scale = poses[..., :2], poses[..., 2], poses[..., 3].exp()
-        centre = self._centres[:, None]  # [B, 1, K, 2]
+        centre = self._centres[:, None]  # [B, 1, M, 2]
         # Where each output pixel q comes from: p = c + R(-theta) (q - c - d) / s.
-        offset = self._pixel_centres - (centre + shift)[..., None, None, :]  # [B, T, K, H, W, 2]
+        offset = self._pixel_centres - (centre + shift)[..., None, None, :]  # [B, T, M, H, W, 2]
         cos, sin, shrink = (value[..., None, None] for value in (angle.cos(), angle.sin(), 1 / scale))
         source_x = (cos * offset[..., 0] + sin * offset[..., 1]) * shrink + centre[..., 0, None, None]
         source_y = (cos * offset[..., 1] - sin * offset[..., 0]) * shrink + centre[..., 1, None, None]
@@ -232,9 +241,7 @@ class LayerParameterization:
         moved = nn.functional.grid_sample(self._layer_images, sample_at.reshape(-1, height, width, 2),
                                           mode="bilinear", padding_mode="zeros", align_corners=False)
         moved = moved.reshape(-1, length, self._layer_count, 4, height, width)
-        video = self._background[:, None].expand(-1, length, -1, -1, -1)  # [B, T, 3, H, W]
-        for layer in range(self._layer_count):  # Porter and Duff's "over", premultiplied
-            video = moved[:, :, layer, :3] + (1 - moved[:, :, layer, 3:]) * video
+        video = _paint_over(moved, self._background[:, None].expand(-1, length, -1, -1, -1))  # [B, T, 3, H, W]
         return self._spec.normalize(video.transpose(1, 2))
 
     def project(self) -> None:
