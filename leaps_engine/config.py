@@ -88,7 +88,7 @@ EMBEDDED_PRESET = Preset(
     steps=300,
     size=(8, 32, 32),
     # The best setting of the priors table (benchmarks/results/priors_embedded.md); --paper leaves it out.
-    settings=(("parameterization", "layers"), ("moving_layers", 2)),
+    settings=(("parameterization", "layers"), ("moving_layers", 2), ("restarts", 4)),
 )
 PRESETS["embedded"] = EMBEDDED_PRESET
 PRESETS["embedded_verifier"] = dataclasses.replace(EMBEDDED_PRESET, verifier="embedded")
@@ -136,6 +136,9 @@ class SynthesisConfig:
             its centre before each forward (0: off).
         time_shift: largest random circular shift along time, in frames, before each forward (0: off).
             No transformation reverses time or mirrors x*: either would change what a motion class is.
+        restarts: starting points per video (1: the paper's single run): the video is optimised from each
+            at once, as that many rows of the batch, and the one with the lowest loss at the last step is
+            kept; see :mod:`leaps_engine.engine.restarts`.
         flip: random horizontal flip of x* before each forward (off: it turns "moving left" into "moving
             right"; kept for classes without a direction).
         seed: seed of the first video; video ``i`` of a batch uses ``seed + i`` unless its target sets one.
@@ -167,6 +170,7 @@ class SynthesisConfig:
     jitter: int = 0
     scale_jitter: float = 0.0
     time_shift: int = 0
+    restarts: int = 1
     flip: bool = False
     seed: int = 0
     method: str = "leaps"
@@ -241,6 +245,11 @@ class SynthesisConfig:
                              "fourier)")
         if not 1 <= self.moving_layers <= MAX_LAYERS:
             raise LeapsError(f"moving_layers must be in 1..{MAX_LAYERS}, got {self.moving_layers}")
+        if self.restarts < 1:
+            raise LeapsError(f"restarts must be >= 1, got {self.restarts}")
+        if self.restarts > 1 and self.bn_stats == "batch":
+            raise LeapsError("bn_stats 'batch' pools BatchNorm statistics over the batch, which would mix a video's "
+                             "restarts: use one restart, or bn_stats 'video'")
         if self.warp_grid < 1:
             raise LeapsError(f"warp_grid must be >= 1, got {self.warp_grid}")
         if self.init_scale is not None and self.init_scale <= 0:
@@ -261,7 +270,7 @@ class SynthesisConfig:
 # in this order); the other fields keep their defaults. A new setting: a field above, its name here, an option.
 SETTING_FIELDS = ("seed", "steps", "size", "method", "objective", "distance", "priming_layers", "lambda_first",
                   "lambda_last", "r", "parameterization", "init_scale", "spatial_decay", "temporal_decay",
-                  "moving_layers", "warp_grid", "jitter", "scale_jitter", "time_shift")
+                  "moving_layers", "warp_grid", "jitter", "scale_jitter", "time_shift", "restarts")
 
 
 def preset_for(model_name: str) -> Preset:

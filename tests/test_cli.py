@@ -15,7 +15,8 @@ from leaps_engine.cli import main
 from leaps_engine.engine.embedded.generator import CLASS_NAMES
 
 RESULT_KEYS = {"target_class", "target_index", "model_top1", "model_target_prob", "verifier_top1",
-               "verifier_target_prob", "mp4", "gif", "contact_sheet", "tensor", "snapshots", "history"}
+               "verifier_target_prob", "mp4", "gif", "contact_sheet", "tensor", "snapshots", "history",
+               "kept_restart", "restart_losses"}
 
 
 def run_cli(*args):

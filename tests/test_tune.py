@@ -30,10 +30,11 @@ def test_best_trial_ranks_verifier_top1_then_probability_then_model():
 def test_tune_command_writes_the_grid_and_the_winner(tmp_path):
     out = tmp_path / "tune"
     result = CliRunner().invoke(main, ["tune", "--class", "0", "--class", "5", "--steps", "3", "--lambda-first", "1.0",
-                                       "--lambda-first", "0.5", "--lambda-last", "0.2", "--r", "0.01", "--out", str(out)])
+                                       "--lambda-first", "0.5", "--lambda-last", "0.2", "--r", "0.01", "--restarts", "1",
+                                       "--out", str(out)])
     assert result.exit_code == 0, result.output
     report = json.loads((out / "tune.json").read_text())
-    assert len(report["trials"]) == 2 and report["grid"]["lambda_first"] == [1.0, 0.5]
+    assert len(report["trials"]) == 2 and report["grid"]["lambda_first"] == [1.0, 0.5] and report["restarts"] == 1
     assert report["best"] in report["trials"] and report["command"].startswith("leaps-engine")
     assert all(0 <= t["verifier_top1"] <= 100 and 0 <= t["model_top1"] <= 100 for t in report["trials"])
     assert "(best)" in (out / "tune.md").read_text()
@@ -43,3 +44,10 @@ def test_tune_command_writes_the_grid_and_the_winner(tmp_path):
 def test_tune_without_a_verifier_is_a_user_error(tmp_path):
     result = CliRunner().invoke(main, ["tune", "--verifier", "none", "--steps", "1", "--out", str(tmp_path / "t")])
     assert result.exit_code == 2 and "scores each setting on the verifier" in result.stderr
+
+
+def test_tune_with_fewer_than_one_restart_is_a_user_error(tmp_path):
+    out = tmp_path / "t"
+    result = CliRunner().invoke(main, ["tune", "--restarts", "0", "--steps", "1", "--out", str(out)])
+    assert result.exit_code == 2 and result.stderr.strip() == "error: restarts must be >= 1, got 0"
+    assert not out.exists()

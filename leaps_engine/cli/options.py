@@ -167,6 +167,9 @@ def setting_options(command: Callable) -> Callable:
                      help="Random zoom of x* before each forward, up to this fraction (e.g. 0.1; default 0: off)."),
         click.option("--time-shift", type=int, default=None, metavar="FRAMES",
                      help="Random circular shift of x* along time, up to this many frames (default 0: off)."),
+        click.option("--restarts", type=int, default=None, metavar="N",
+                     help="Optimise each video from N starting points at once (N times the batch) and keep the "
+                          "one with the lowest loss (default 1; the embedded preset: 4)."),
         verifier_options(),
     )(command)
 

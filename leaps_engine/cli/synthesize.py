@@ -44,8 +44,8 @@ if TYPE_CHECKING:
                    "there is replaced).")
 @setting_options
 @click.option("--paper", is_flag=True,
-              help="The paper's setting: leave out the preset's space-time priors (pixels, no transformations); "
-                   "other options still apply.")
+              help="The paper's setting: leave out the preset's further settings (pixels, no transformations, "
+                   "one start); other options still apply.")
 @click.option("--snapshots", default=None, metavar="STEPS", callback=parsed_by(parse_snapshots),
               help="Also save the videos at these steps, e.g. 100,500,2000 (paper Fig. 8).")
 @click.option("--fps", type=int, default=5, show_default=True, help="Frame rate of the written videos.")

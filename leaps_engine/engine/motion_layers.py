@@ -171,6 +171,8 @@ class LayerParameterization:
         frames: the still frame of each video, pixels ``[B, 3, H, W]`` in [0, 1].
         init_scale: standard deviation of the starting velocities.
         moving_layers: how many of the largest layers move, 1 to :data:`MAX_LAYERS`.
+        restarts: the videos' rows come in groups of this many restarts (:mod:`leaps_engine.engine.restarts`)
+            that share one frame; it is split into layers once per group, and errors name the video.
 
     Raises:
         LeapsError: fewer than 2 frames, frames that are not ``[B, 3, H, W]`` for ``B`` seeds,
@@ -179,12 +181,14 @@ class LayerParameterization:
     """
 
     def __init__(self, seeds: Sequence[int], size: tuple[int, int, int], spec: InputSpec, device: torch.device,
-                 frames: torch.Tensor, init_scale: float = LAYER_INIT_SCALE, moving_layers: int = MAX_LAYERS):
+                 frames: torch.Tensor, init_scale: float = LAYER_INIT_SCALE, moving_layers: int = MAX_LAYERS,
+                 restarts: int = 1):
         check_still_frames("layers", seeds, size, frames)
         if not 1 <= moving_layers <= MAX_LAYERS:
             raise LeapsError(f"moving_layers must be in 1..{MAX_LAYERS}, got {moving_layers}")
         length, height, width = size
-        alphas = find_layers(frames)  # [B, K, H, W], largest first
+        frames = frames[::restarts]  # one per video: its restarts share it, and are split into layers once
+        alphas = find_layers(frames)  # [videos, K, H, W], largest first
         layer_counts = (alphas.flatten(2).amax(dim=-1) > 0).sum(dim=1).tolist()  # per video
         empty = [index for index, count in enumerate(layer_counts) if count == 0]
         if empty:
@@ -201,7 +205,9 @@ class LayerParameterization:
         # Each layer as premultiplied colour and alpha, one image per (video, layer), painted smallest first.
         # Under the linear mixing model (I = colour * alpha + background * (1 - alpha)), the colour a soft edge
         # adds is I minus the background's share: frame 0 is I again where that model fits.
-        background = fill_layers(frames, alphas)  # [B, 3, H, W]
+        background = fill_layers(frames, alphas).repeat_interleave(restarts, dim=0)  # [B, 3, H, W]
+        alphas, centres = alphas.repeat_interleave(restarts, dim=0), centres.repeat_interleave(restarts, dim=0)
+        frames = frames.repeat_interleave(restarts, dim=0)
         colour = frames.float().cpu()[:, None] - (1 - alphas[:, :, None]) * background[:, None]
         colour = torch.minimum(colour.clamp_min(0.0), alphas[:, :, None])  # a valid premultiplied colour
         layers = torch.cat([colour, alphas[:, :, None]], 2).flip(1).to(device)  # [B, K, 4, H, W]

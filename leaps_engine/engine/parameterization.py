@@ -217,9 +217,10 @@ class WarpParameterization:
 def create_parameterization(config: SynthesisConfig, seeds: Sequence[int], spec: InputSpec,
                             device: torch.device, stimuli: Sequence[torch.Tensor | None] = ()) -> Parameterization:
     """The parameterisation ``config.parameterization`` names (``pixel``, ``fourier``, ``warp`` or ``layers``),
-    for a batch of one video per seed at ``config.size``; ``config.init_scale`` ``None`` takes its own default.
-    ``stimuli``: per video, its (first) stimulus, pixels ``[3, T, H, W]`` at ``config.size``; ``warp`` and
-    ``layers`` start from each one's first frame and raise :class:`LeapsError` when one is missing."""
+    for a batch of one row per seed at ``config.size``, ``config.restarts`` consecutive rows per video;
+    ``config.init_scale`` ``None`` takes its own default. ``stimuli``: per row, its video's (first) stimulus,
+    pixels ``[3, T, H, W]`` at ``config.size``; ``warp`` and ``layers`` start from each one's first frame and
+    raise :class:`LeapsError` when one is missing."""
     if config.parameterization in MOVING_PARAMETERIZATIONS:
         if len(stimuli) != len(seeds) or any(stimulus is None for stimulus in stimuli):
             raise LeapsError(f"the {config.parameterization} parameterisation moves the first frame of each "
@@ -227,7 +228,8 @@ def create_parameterization(config: SynthesisConfig, seeds: Sequence[int], spec:
         frames = torch.stack([stimulus[:, 0] for stimulus in stimuli])  # [B, 3, H, W]
         if config.parameterization == "layers":
             return LayerParameterization(seeds, config.size, spec, device, frames,
-                                         config.init_scale or LAYER_INIT_SCALE, config.moving_layers)
+                                         config.init_scale or LAYER_INIT_SCALE, config.moving_layers,
+                                         config.restarts)
         return WarpParameterization(seeds, config.size, spec, device, frames, config.warp_grid,
                                     config.init_scale or WARP_INIT_SCALE)
     if config.parameterization == "fourier":

@@ -31,6 +31,7 @@ from leaps_engine.engine.class_names import class_index, class_key
 from leaps_engine.engine.forward import ForwardBackend, TorchForward
 from leaps_engine.engine.objectives import LOSS_TERMS
 from leaps_engine.engine.parameterization import create_parameterization
+from leaps_engine.engine.restarts import best_rows, restart_seed
 from leaps_engine.engine.step import LeapsObjective, priming_taps, to_verifier_space
 from leaps_engine.engine.stimulus import LoadedStimulus, load_stimulus
 from leaps_engine.errors import LeapsError, close_names
@@ -96,16 +97,20 @@ class StepState:
 class SynthesisResult:
     """Synthesized videos ``[B, 3, T, H, W]`` in [0, 1], the stimuli shown to the model (first stimulus of
     each target, pixels ``[3, T, H, W]``, or ``None`` for a baseline run without one), the per-term
-    history (term -> ``[steps, B]``), final scores. ``acceleration`` is the run's resolved speed settings;
-    ``kernels`` is the loss backend that served the run's last step; ``kernels_fallback`` says why
-    ``auto`` dropped the fused kernels, if it did; ``term_gradients`` holds each term's input-gradient
-    norm at the first and last step when ``synthesize(measure_term_gradients=True)`` asked for them."""
+    history (term -> ``[steps, B]``), final scores; with ``config.restarts`` > 1, all of them of each
+    video's kept restart (``kept_restarts``; every restart's last total loss: ``restart_losses``).
+    ``acceleration`` is the run's resolved speed settings; ``kernels`` is the loss backend that served
+    the run's last step; ``kernels_fallback`` says why ``auto`` dropped the fused kernels, if it did;
+    ``term_gradients`` holds each term's input-gradient norm at the first and last step when
+    ``synthesize(measure_term_gradients=True)`` asked for them."""
 
     videos: torch.Tensor
     stimuli: list[torch.Tensor | None]
     history: dict[str, torch.Tensor]
     scores: list[ClipScore]
     seeds: list[int]
+    restart_losses: torch.Tensor  # [B, restarts]: each restart's total loss at the last step
+    kept_restarts: list[int]  # [B]: the restart kept, 0 .. restarts - 1
     config: SynthesisConfig
     taps: list[str]
     coherence_tap: str | None
@@ -143,7 +148,9 @@ def synthesize(
     forward_backend: ForwardBackend | None = None,
     measure_term_gradients: bool = False,
 ) -> SynthesisResult:
-    """Synthesize one video per target by inverting ``model`` (LEAPS, paper Eq. 4).
+    """Synthesize one video per target by inverting ``model`` (LEAPS, paper Eq. 4), from
+    ``config.restarts`` starting points per target, keeping the one with the lowest loss
+    (:mod:`leaps_engine.engine.restarts`).
 
     Args:
         model: the frozen classifier to invert.
@@ -190,17 +197,24 @@ def synthesize(
 
     seeds = [config.seed + i if t.seed is None else t.seed for i, t in enumerate(targets)]
     first_stimuli = [group[0] if group else None for group in stimulus_pixels]
-    x_star = create_parameterization(config, seeds, model.spec, device, first_stimuli)
+    # The batch's rows are (video, restart) pairs, video-major (leaps_engine.engine.restarts).
+    restarts = config.restarts
+    row_seeds = [restart_seed(seed, k) for seed in seeds for k in range(restarts)]
+    row_stimuli = [stimulus for stimulus in first_stimuli for _ in range(restarts)]
+    stimulus_means = [means.repeat_interleave(restarts, dim=0) for means in stimulus_means]
+    target_tensor = target_tensor.repeat_interleave(restarts)
+    x_star = create_parameterization(config, row_seeds, model.spec, device, row_stimuli)
     optimizer = torch.optim.Adam(x_star.parameters(), lr=config.lr, betas=config.betas, fused=device.type == "cuda")
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.steps, eta_min=0.0)
     scaler = torch.amp.GradScaler(device.type, enabled=acceleration.dtype == "float16")
-    augment_generators = [torch.Generator().manual_seed(seed) for seed in seeds]
+    augment_generators = [torch.Generator().manual_seed(seed) for seed in row_seeds]
     if measure_term_gradients and acceleration.cuda_graphs:
         raise LeapsError("measuring each term's gradient needs extra backward passes, which CUDA graphs do not allow")
     term_gradients: dict[str, dict[str, torch.Tensor]] = {}
     # The whole run's history, allocated once on the device: nothing is kept per step, so memory does not
     # grow with the step count, and rows are written without a host sync.
-    history = {term: torch.zeros((config.steps, len(targets)), device=device) for term in (*LOSS_TERMS, "target_prob")}
+    history = {term: torch.zeros((config.steps, len(row_seeds)), device=device)
+               for term in (*LOSS_TERMS, "target_prob")}
     timing = {}
 
     with LeapsObjective(model, verifier, config, stimulus_means, target_tensor, acceleration) as objective:
@@ -227,23 +241,29 @@ def synthesize(
             if step == 1:
                 timing["first_step_s"] = seconds_since(started, device)
                 started = time.perf_counter()
-            recorded = {term: history[term][step - 1] for term in LOSS_TERMS}
-            state = StepState(step, config.steps, recorded, history["target_prob"][step - 1], x_star.video,
-                              model.spec.denormalize)
-            for callback in callbacks:
-                callback(state)
+            if callbacks:  # callbacks see one row per video: its restart with the lowest loss at this step
+                recorded = {term: history[term][step - 1] for term in LOSS_TERMS}
+                rows = best_rows(recorded["total"], restarts)
+                state = StepState(step, config.steps, {term: value[rows] for term, value in recorded.items()},
+                                  history["target_prob"][step - 1][rows], lambda rows=rows: x_star.video()[rows],
+                                  model.spec.denormalize)
+                for callback in callbacks:
+                    callback(state)
         if config.steps > 1:
             timing["steps_per_s"] = (config.steps - 1) / seconds_since(started, device)
         kernels, kernels_fallback = objective.kernels.in_use()
 
+    rows = best_rows(history["total"][-1], restarts)
     with torch.no_grad():
-        final = x_star.video().detach()
+        final = x_star.video().detach()[rows]
     return SynthesisResult(
         videos=model.spec.denormalize(final).clamp(0, 1).cpu(),
         stimuli=first_stimuli,
-        history={term: values.cpu() for term, values in history.items()},
+        history={term: values[:, rows].cpu() for term, values in history.items()},
         scores=score_videos(model, verifier, final, class_indices),
         seeds=seeds,
+        restart_losses=history["total"][-1].reshape(-1, restarts).cpu(),
+        kept_restarts=(rows.cpu() % restarts).tolist(),
         config=config,
         taps=objective.priming_taps,
         coherence_tap=objective.coherence_tap,
@@ -251,7 +271,8 @@ def synthesize(
         acceleration=acceleration,
         kernels=kernels,
         kernels_fallback=kernels_fallback,
-        term_gradients=term_gradients,
+        term_gradients={moment: {term: norms[rows.cpu()] for term, norms in by_term.items()}
+                        for moment, by_term in term_gradients.items()},
     )
 
 

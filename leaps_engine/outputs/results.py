@@ -39,7 +39,8 @@ from leaps_engine.outputs import video as video_files
 
 RESULT_FILE = "result.json"
 DISPLAY_MIN_SIDE = 192  # small clips are upscaled (nearest) to at least this many pixels for viewing
-CONFIG_DEFAULTS = {"method": "leaps", "objective": "full"}  # result.json files written before these existed
+# What result.json files written before these settings existed ran with.
+CONFIG_DEFAULTS = {"method": "leaps", "objective": "full", "restarts": 1}
 VERSIONED_PACKAGES = ("leaps-engine", "torch", "torchvision", "pytorchvideo", "numpy", "av", "pillow")
 
 
@@ -109,6 +110,8 @@ def write_clip(result: SynthesisResult, index: int, clip_dir: Path, out: Path, f
         "target_class": score.target_class,
         "target_index": score.target_index,
         "seed": result.seeds[index],
+        "kept_restart": result.kept_restarts[index],
+        "restart_losses": result.restart_losses[index].tolist(),
         "stimulus": stimulus,
         "model_top1": score.model_top1,
         "model_target_prob": score.model_target_prob,
