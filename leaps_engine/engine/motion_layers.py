@@ -205,21 +205,22 @@ class LayerParameterization:
         # Each layer as premultiplied colour and alpha, one image per (video, layer), painted smallest first.
         # Under the linear mixing model (I = colour * alpha + background * (1 - alpha)), the colour a soft edge
         # adds is I minus the background's share: frame 0 is I again where that model fits.
-        background = fill_layers(frames, alphas).repeat_interleave(restarts, dim=0)  # [B, 3, H, W]
-        alphas, centres = alphas.repeat_interleave(restarts, dim=0), centres.repeat_interleave(restarts, dim=0)
-        frames = frames.repeat_interleave(restarts, dim=0)
+        background = fill_layers(frames, alphas)  # [videos, 3, H, W]
         colour = frames.float().cpu()[:, None] - (1 - alphas[:, :, None]) * background[:, None]
         colour = torch.minimum(colour.clamp_min(0.0), alphas[:, :, None])  # a valid premultiplied colour
-        layers = torch.cat([colour, alphas[:, :, None]], 2).flip(1).to(device)  # [B, K, 4, H, W]
+        layers = torch.cat([colour, alphas[:, :, None]], 2).flip(1)  # [videos, K, 4, H, W]
+        # Each restart's row gets its video's layers.
+        layers, background, centres = (value.repeat_interleave(restarts, dim=0).to(device)
+                                       for value in (layers, background, centres))  # B rows
         # The layers that stay still are the smallest, painted before every moving one: they are painted
         # into the background once, and only the moving layers (M of them) are resampled.
         still_count = max(0, layers.shape[1] - moving_layers)
-        self._background = _paint_over(layers[:, :still_count], background.to(device))  # [B, 3, H, W]
+        self._background = _paint_over(layers[:, :still_count], background)  # [B, 3, H, W]
         moving = layers[:, still_count:]  # [B, M, 4, H, W]
         # Every frame of x* resamples every moving layer: the images, one per (video, frame, layer), made once.
         self._layer_images = moving[:, None].expand(-1, length, -1, -1, -1, -1).reshape(-1, 4, height, width)
         self._layer_count = moving.shape[1]
-        self._centres = centres.flip(1)[:, still_count:].to(device)  # [B, M, 2] pixels (x, y)
+        self._centres = centres.flip(1)[:, still_count:]  # [B, M, 2] pixels (x, y)
         self._pixel_centres = torch.stack([columns, rows], -1).to(device)  # [H, W, 2] pixels (x, y)
         self._velocity = seeded_velocities(seeds, (length - 1, moving_layers, 4), init_scale, device)  # [B, T-1, M, 4]
         self._size = size

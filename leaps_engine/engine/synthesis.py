@@ -254,6 +254,7 @@ def synthesize(
         kernels, kernels_fallback = objective.kernels.in_use()
 
     rows = best_rows(history["total"][-1], restarts)
+    kept_rows = rows.cpu()
     with torch.no_grad():
         final = x_star.video().detach()[rows]
     return SynthesisResult(
@@ -263,7 +264,7 @@ def synthesize(
         scores=score_videos(model, verifier, final, class_indices),
         seeds=seeds,
         restart_losses=history["total"][-1].reshape(-1, restarts).cpu(),
-        kept_restarts=(rows.cpu() % restarts).tolist(),
+        kept_restarts=(kept_rows % restarts).tolist(),
         config=config,
         taps=objective.priming_taps,
         coherence_tap=objective.coherence_tap,
@@ -271,7 +272,7 @@ def synthesize(
         acceleration=acceleration,
         kernels=kernels,
         kernels_fallback=kernels_fallback,
-        term_gradients={moment: {term: norms[rows.cpu()] for term, norms in by_term.items()}
+        term_gradients={moment: {term: norms[kept_rows] for term, norms in by_term.items()}
                         for moment, by_term in term_gradients.items()},
     )
 
