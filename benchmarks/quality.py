@@ -46,7 +46,8 @@ from leaps_engine.outputs import video as video_files
 # (its further settings over the paper's). Tables 1, 2, 3 and S2 vary one thing of the default; the priors
 # table names every setting in full, so its "LEAPS (paper)" row is the paper's whatever the default.
 PAPER = {"parameterization": "pixel", "jitter": 0, "scale_jitter": 0.0, "time_shift": 0,
-         "spatial_decay": 1.0, "temporal_decay": 1.0, "warp_grid": 8, "moving_layers": MAX_LAYERS, "restarts": 1}
+         "spatial_decay": 1.0, "temporal_decay": 1.0, "warp_grid": 8, "moving_layers": MAX_LAYERS, "restarts": 1,
+         "motion_sparsity": 0.0}
 DEFAULT = {**PAPER, **dict(PRESETS["embedded"].settings)}
 BASE = {"method": "leaps", "objective": "full", "distance": "jvs", "priming_layers": 1.0, **DEFAULT}
 FOURIER = {**PAPER, "parameterization": "fourier"}
@@ -90,6 +91,8 @@ SETTINGS = [
     (PRIORS_TABLE, "LEAPS + layers + shifts, 2 largest moving", {**LAYERS, **SHIFTS, "moving_layers": 2}),
     (PRIORS_TABLE, "LEAPS + layers, 2 largest moving, best of 4 restarts",
      {**LAYERS, "moving_layers": 2, "restarts": 4}),
+    *[(PRIORS_TABLE, f"LEAPS + layers, 2 largest moving, best of 4 restarts, motion sparsity {weight}",
+       {**LAYERS, "moving_layers": 2, "restarts": 4, "motion_sparsity": weight}) for weight in (0.1, 0.15, 0.3)],
     (PRIORS_TABLE, "3D DeepDream (paper)", {**PAPER, "method": "deepdream"}),
     (PRIORS_TABLE, "3D DeepDream + the default's priors", {**DEFAULT, "method": "deepdream"}),
     (PRIORS_TABLE, "3D AM (paper)", {**PAPER, "method": "am"}),

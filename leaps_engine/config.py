@@ -88,7 +88,7 @@ EMBEDDED_PRESET = Preset(
     steps=300,
     size=(8, 32, 32),
     # The best setting of the priors table (benchmarks/results/priors_embedded.md); --paper leaves it out.
-    settings=(("parameterization", "layers"), ("moving_layers", 2), ("restarts", 4)),
+    settings=(("parameterization", "layers"), ("moving_layers", 2), ("restarts", 4), ("motion_sparsity", 0.15)),
 )
 PRESETS["embedded"] = EMBEDDED_PRESET
 PRESETS["embedded_verifier"] = dataclasses.replace(EMBEDDED_PRESET, verifier="embedded")
@@ -127,6 +127,9 @@ class SynthesisConfig:
             0.1); ``None``: the parameterisation's default.
         moving_layers: ``layers`` only: how many of the largest layers move, 1 to ``MAX_LAYERS`` (default:
             all); the smaller ones stay still.
+        motion_sparsity: ``layers`` only: after each step every velocity is soft-thresholded toward zero by
+            this share of the step's learning rate (the proximal step of an L1 penalty on the velocities), so
+            that motion the objective does not keep asking for fades (default 0: off).
         warp_grid: ``warp`` only: control points per side of the displacement field (coarser: larger
             regions move as one).
         spatial_decay, temporal_decay: ``fourier`` only: the powers of the spatial and the temporal
@@ -166,6 +169,7 @@ class SynthesisConfig:
     spatial_decay: float = 1.0
     temporal_decay: float = 1.0
     moving_layers: int = MAX_LAYERS
+    motion_sparsity: float = 0.0
     warp_grid: int = 8
     jitter: int = 0
     scale_jitter: float = 0.0
@@ -260,7 +264,7 @@ class SynthesisConfig:
             raise LeapsError(f"time_shift must be in [0, {self.size[0] - 1}] for {self.size[0]} frames, "
                              f"got {self.time_shift}")
         for name in ("lambda_first", "lambda_last", "r", "coherence_margin", "jitter", "tv_weight", "l2_weight",
-                     "spatial_decay", "temporal_decay"):
+                     "spatial_decay", "temporal_decay", "motion_sparsity"):
             if getattr(self, name) < 0:
                 raise LeapsError(f"{name} must be >= 0, got {getattr(self, name)}")
 
@@ -270,7 +274,8 @@ class SynthesisConfig:
 # in this order); the other fields keep their defaults. A new setting: a field above, its name here, an option.
 SETTING_FIELDS = ("seed", "steps", "size", "method", "objective", "distance", "priming_layers", "lambda_first",
                   "lambda_last", "r", "parameterization", "init_scale", "spatial_decay", "temporal_decay",
-                  "moving_layers", "warp_grid", "jitter", "scale_jitter", "time_shift", "restarts")
+                  "moving_layers", "motion_sparsity", "warp_grid", "jitter", "scale_jitter", "time_shift",
+                  "restarts")
 
 
 def preset_for(model_name: str) -> Preset:

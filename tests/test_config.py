@@ -50,11 +50,12 @@ def test_adapters_stay_frozen_in_eval_mode():
 
 def test_the_embedded_default_adds_the_measured_priors_and_paper_leaves_them_out():
     default = SynthesisConfig.from_preset("embedded")
-    assert (default.parameterization, default.moving_layers, default.restarts) == ("layers", 2, 4)
+    assert (default.parameterization, default.moving_layers, default.restarts, default.motion_sparsity) == (
+        "layers", 2, 4, 0.15)
     assert (default.jitter, default.time_shift) == (0, 0)
     paper = SynthesisConfig.from_preset("embedded", paper=True)
     assert (paper.parameterization, paper.spatial_decay, paper.jitter, paper.time_shift) == ("pixel", 1.0, 0, 0)
-    assert (paper.moving_layers, paper.restarts) == (8, 1)
+    assert (paper.moving_layers, paper.restarts, paper.motion_sparsity) == (8, 1, 0.0)
     assert (paper.steps, paper.r, paper.lambda_first) == (default.steps, default.r, default.lambda_first)
     assert SynthesisConfig.from_preset("embedded", paper=True, jitter=1).jitter == 1  # options still apply
     assert SynthesisConfig.from_preset("embedded", parameterization="pixel").parameterization == "pixel"

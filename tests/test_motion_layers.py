@@ -4,8 +4,10 @@ import math
 
 import pytest
 import torch
+from click.testing import CliRunner
 
 from leaps_engine import SynthesisConfig, Target, synthesize
+from leaps_engine.cli import main
 from leaps_engine.config import Acceleration
 from leaps_engine.engine.embedded.generator import generate_stimulus
 from leaps_engine.engine.motion_layers import (
@@ -128,10 +130,44 @@ def test_moving_layers_outside_its_range_is_an_error(model, count):
 def test_the_velocities_are_kept_within_their_bounds(model):
     x_star = _layers(model, _frame((2, 3, 4, (1.0, 1.0, 1.0))))
     _set_velocity(x_star, 0, [30.0, 40.0, 5.0, -1.0])
-    x_star.project()
+    x_star.project(lr=0.2)
     velocity = x_star.parameters()[0][0, 0, 0]
     fastest = MAX_SPEED * SIZE[1]
     torch.testing.assert_close(velocity, torch.tensor([0.6 * fastest, 0.8 * fastest, MAX_SPIN, -MAX_GROWTH]))
+
+
+def test_motion_sparsity_soft_thresholds_every_velocity_by_its_share_of_the_learning_rate(model):
+    x_star = LayerParameterization((0,), SIZE, model.spec, torch.device("cpu"), _frame((2, 3, 4, (1.0, 1.0, 1.0))),
+                                   motion_sparsity=0.5)
+    _set_velocity(x_star, 0, [0.3, -0.3, 0.05, -0.08])
+    x_star.project(lr=0.2)  # threshold 0.5 * 0.2 = 0.1: larger values move 0.1 toward zero, smaller ones stop at 0
+    torch.testing.assert_close(x_star.parameters()[0][0, 0, 0], torch.tensor([0.2, -0.2, 0.0, 0.0]))
+    without = _layers(model, _frame((2, 3, 4, (1.0, 1.0, 1.0))))  # the default: off
+    _set_velocity(without, 0, [0.3, -0.3, 0.05, -0.08])
+    without.project(lr=0.2)
+    torch.testing.assert_close(without.parameters()[0][0, 0, 0], torch.tensor([0.3, -0.3, 0.05, -0.08]))
+
+
+def test_a_strong_motion_sparsity_leaves_the_still_frame(model, verifier):
+    """Every velocity that the objective does not push hard enough ends at zero: x* is its first frame, held."""
+    stimulus = generate_stimulus(0, seed=1, size=SIZE[1])
+    config = SynthesisConfig.from_preset("embedded", size=SIZE, steps=3, restarts=1, motion_sparsity=100.0)
+    result = synthesize(model, [Target(0, stimulus)], verifier=verifier, config=config,
+                        acceleration=Acceleration(kernels="eager"))
+    video = result.videos[0]
+    torch.testing.assert_close(video, video[:, :1].expand_as(video))
+
+
+def test_a_negative_motion_sparsity_is_an_error(model, tmp_path):
+    with pytest.raises(LeapsError, match="motion_sparsity must be >= 0"):
+        LayerParameterization((0,), SIZE, model.spec, torch.device("cpu"), _frame((2, 3, 4, (1.0, 1.0, 1.0))),
+                               motion_sparsity=-0.1)
+    with pytest.raises(LeapsError, match="motion_sparsity must be >= 0"):
+        SynthesisConfig(motion_sparsity=-0.1).validate()
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, ["synthesize", "--out", str(out), "--motion-sparsity", "-0.1"])
+    assert result.exit_code == 2 and result.output.strip() == "error: motion_sparsity must be >= 0, got -0.1"
+    assert not out.exists()
 
 
 def test_the_layer_velocities_get_a_gradient_through_the_network(model):

@@ -159,6 +159,9 @@ def setting_options(command: Callable) -> Callable:
         click.option("--moving-layers", type=int, default=None, metavar="N",
                      help="layers: how many of the largest objects move; the others stay still (default: all 8; "
                           "the embedded preset: 2)."),
+        click.option("--motion-sparsity", type=float, default=None, metavar="WEIGHT",
+                     help="layers: after each step, shrink every velocity toward zero by this share of the step's "
+                          "learning rate, so motion the objective does not keep asking for fades (default 0: off)."),
         click.option("--warp-grid", type=int, default=None, metavar="POINTS",
                      help="warp: control points per side of the displacement field (default 8)."),
         click.option("--jitter", type=int, default=None, metavar="PIXELS",

@@ -15,6 +15,10 @@ IEEE TIP 1994) with one layer per object of the stimulus's first frame:
    transform per frame (translation, rotation about the layer's centre, scale), keeps the others where
    they are, and paints the layers, largest on top, over the filled background. The parameters are each
    frame's velocities, so a pose is the sum of the steps before it.
+4. With ``motion_sparsity`` > 0, every velocity is shrunk toward zero after each step (soft thresholding,
+   the proximal step of an L1 penalty; Beck and Teboulle, "A fast iterative shrinkage-thresholding
+   algorithm", SIAM J. Imaging Sci. 2009): a motion survives only where the objective keeps asking for
+   it, so that spin, scale or drift that no term needs fades.
 
 Made for scenes of flat objects on a smoother background, such as the embedded domain's; on a natural
 image the regions follow colour edges, not objects.
@@ -173,19 +177,24 @@ class LayerParameterization:
         moving_layers: how many of the largest layers move, 1 to :data:`MAX_LAYERS`.
         restarts: the videos' rows come in groups of this many restarts (:mod:`leaps_engine.engine.restarts`)
             that share one frame; it is split into layers once per group, and errors name the video.
+        motion_sparsity: after each step, every velocity moves toward zero by this share of the step's
+            learning rate, and stops at zero (:meth:`project`); 0 turns it off.
 
     Raises:
         LeapsError: fewer than 2 frames, frames that are not ``[B, 3, H, W]`` for ``B`` seeds,
-            ``moving_layers`` outside 1 to :data:`MAX_LAYERS`, or a frame with no object to move (no region
-            of :func:`min_layer_area` pixels differs from its background by :data:`LAYER_CONTRAST`).
+            ``moving_layers`` outside 1 to :data:`MAX_LAYERS`, a negative ``motion_sparsity``, or a frame
+            with no object to move (no region of :func:`min_layer_area` pixels differs from its background
+            by :data:`LAYER_CONTRAST`).
     """
 
     def __init__(self, seeds: Sequence[int], size: tuple[int, int, int], spec: InputSpec, device: torch.device,
                  frames: torch.Tensor, init_scale: float = LAYER_INIT_SCALE, moving_layers: int = MAX_LAYERS,
-                 restarts: int = 1):
+                 restarts: int = 1, motion_sparsity: float = 0.0):
         check_still_frames("layers", seeds, size, frames)
         if not 1 <= moving_layers <= MAX_LAYERS:
             raise LeapsError(f"moving_layers must be in 1..{MAX_LAYERS}, got {moving_layers}")
+        if motion_sparsity < 0:
+            raise LeapsError(f"motion_sparsity must be >= 0, got {motion_sparsity}")
         length, height, width = size
         frames = frames[::restarts]  # one per video: its restarts share it, and are split into layers once
         alphas = find_layers(frames)  # [videos, K, H, W], largest first
@@ -225,6 +234,7 @@ class LayerParameterization:
         self._velocity = seeded_velocities(seeds, (length - 1, moving_layers, 4), init_scale, device)  # [B, T-1, M, 4]
         self._size = size
         self._spec = spec
+        self._motion_sparsity = motion_sparsity
 
     def parameters(self) -> list[torch.Tensor]:
         """The velocities ``[B, T-1, moving_layers, 4]``: ``d_x``, ``d_y`` (pixels), spin (radians, clockwise),
@@ -251,11 +261,19 @@ class LayerParameterization:
         video = _paint_over(moved, self._background[:, None].expand(-1, length, -1, -1, -1))  # [B, T, 3, H, W]
         return self._spec.normalize(video.transpose(1, 2))
 
-    def project(self) -> None:
-        """Keep each layer's velocities within :data:`MAX_SPEED`, :data:`MAX_SPIN` and :data:`MAX_GROWTH`."""
+    def project(self, lr: float) -> None:
+        """Keep each layer's velocities within :data:`MAX_SPEED`, :data:`MAX_SPIN` and :data:`MAX_GROWTH`, then
+        soft-threshold them by ``motion_sparsity * lr`` (``lr``: the learning rate of the step just taken):
+        ``v <- sign(v) * max(|v| - motion_sparsity * lr, 0)``, the proximal step of the penalty
+        ``motion_sparsity * sum |v|`` in every unit alike (pixels, radians, log-scale per frame). Adam's step
+        on a velocity is about ``lr`` where the gradient's sign holds steady, less where it wavers, so a
+        velocity the objective pushes less steadily than that share decays to zero."""
         with torch.no_grad():
             fastest = MAX_SPEED * min(self._size[1:])
             speed = self._velocity[..., :2].norm(dim=-1, keepdim=True)
             self._velocity[..., :2] *= (fastest / speed.clamp_min(1e-12)).clamp(max=1.0)
             self._velocity[..., 2].clamp_(-MAX_SPIN, MAX_SPIN)
             self._velocity[..., 3].clamp_(-MAX_GROWTH, MAX_GROWTH)
+            if self._motion_sparsity > 0:
+                shrunk = (self._velocity.abs() - self._motion_sparsity * lr).clamp_min(0.0)
+                self._velocity.copy_(self._velocity.sign() * shrunk)

@@ -6,7 +6,8 @@ synthesis loop (:func:`leaps_engine.engine.synthesis.synthesize`):
 * :meth:`Parameterization.parameters`: the leaf tensors the optimiser updates;
 * :meth:`Parameterization.video`: x* ``[B, 3, T, H, W]`` in the model's normalised space, differentiable
   with respect to the parameters (what the objective is given each step);
-* :meth:`Parameterization.project`: called without gradients after each optimiser step, to keep x* valid.
+* :meth:`Parameterization.project`: called without gradients after each optimiser step, with the learning
+  rate of that step, to keep x* valid (and, for ``layers``, to apply its velocities' sparsity).
 
 :class:`PixelParameterization` is the paper's (Sec. 3.1): x* itself, started from N(0, 1) noise and
 clamped to the pixel range. :class:`FourierParameterization` optimises a space-time spectrum in
@@ -43,7 +44,7 @@ class Parameterization(Protocol):
 
     def video(self) -> torch.Tensor: ...
 
-    def project(self) -> None: ...
+    def project(self, lr: float) -> None: ...
 
 
 PIXEL_INIT_SCALE = 1.0  # the paper's start: N(0, 1) in the model's normalised space
@@ -79,7 +80,7 @@ class PixelParameterization:
         return self._video
 
     @torch.no_grad()
-    def project(self) -> None:
+    def project(self, lr: float) -> None:
         """Clamp every value to the normalised image of the pixel range [0, 1], per channel."""
         self._video.clamp_(self._low, self._high)
 
@@ -145,7 +146,7 @@ class FourierParameterization:
         rgb = torch.einsum("rc,bcthw->brthw", self._colour, signal)
         return self._spec.normalize(torch.sigmoid(rgb))
 
-    def project(self) -> None:
+    def project(self, lr: float) -> None:
         """Nothing to do: the sigmoid keeps every pixel in (0, 1)."""
 
 
@@ -210,7 +211,7 @@ class WarpParameterization:
                                            padding_mode="border", align_corners=False)  # [B*T, 3, H, W]
         return self._spec.normalize(frames.unflatten(0, (-1, self._size[0])).transpose(1, 2))
 
-    def project(self) -> None:
+    def project(self, lr: float) -> None:
         """Nothing to do: resampled pixels of a valid frame stay in [0, 1]."""
 
 
@@ -229,7 +230,7 @@ def create_parameterization(config: SynthesisConfig, seeds: Sequence[int], spec:
         if config.parameterization == "layers":
             return LayerParameterization(seeds, config.size, spec, device, frames,
                                          config.init_scale or LAYER_INIT_SCALE, config.moving_layers,
-                                         config.restarts)
+                                         config.restarts, config.motion_sparsity)
         return WarpParameterization(seeds, config.size, spec, device, frames, config.warp_grid,
                                     config.init_scale or WARP_INIT_SCALE)
     if config.parameterization == "fourier":

@@ -232,8 +232,8 @@ def synthesize(
                 _warn_if_gradient_is_zero(x_star.parameters())
             scaler.step(optimizer)
             scaler.update()
+            x_star.project(schedule.get_last_lr()[0])  # the rate of the step just taken
             schedule.step()
-            x_star.project()
             target_probs = logits.detach().float().softmax(-1).gather(1, target_tensor[:, None])[:, 0]
             with torch.no_grad():  # copies: the next CUDA-graph replay may overwrite the step's outputs
                 for term, value in (*losses.items(), ("target_prob", target_probs)):

@@ -40,7 +40,7 @@ from leaps_engine.outputs import video as video_files
 RESULT_FILE = "result.json"
 DISPLAY_MIN_SIDE = 192  # small clips are upscaled (nearest) to at least this many pixels for viewing
 # What result.json files written before these settings existed ran with.
-CONFIG_DEFAULTS = {"method": "leaps", "objective": "full", "restarts": 1}
+CONFIG_DEFAULTS = {"method": "leaps", "objective": "full", "restarts": 1, "motion_sparsity": 0.0}
 VERSIONED_PACKAGES = ("leaps-engine", "torch", "torchvision", "pytorchvideo", "numpy", "av", "pillow")
 
 
