@@ -31,10 +31,11 @@ def test_tune_command_writes_the_grid_and_the_winner(tmp_path):
     out = tmp_path / "tune"
     result = CliRunner().invoke(main, ["tune", "--class", "0", "--class", "5", "--steps", "3", "--lambda-first", "1.0",
                                        "--lambda-first", "0.5", "--lambda-last", "0.2", "--r", "0.01", "--restarts", "1",
-                                       "--out", str(out)])
+                                       "--motion-sparsity", "0", "--out", str(out)])
     assert result.exit_code == 0, result.output
     report = json.loads((out / "tune.json").read_text())
     assert len(report["trials"]) == 2 and report["grid"]["lambda_first"] == [1.0, 0.5] and report["restarts"] == 1
+    assert report["motion_sparsity"] == 0.0
     assert report["best"] in report["trials"] and report["command"].startswith("leaps-engine")
     assert all(0 <= t["verifier_top1"] <= 100 and 0 <= t["model_top1"] <= 100 for t in report["trials"])
     assert "(best)" in (out / "tune.md").read_text()

@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the videos and generated stimuli.")
 @click.option("--restarts", type=int, default=None, metavar="N",
               help="Starting points per video, as in synthesize (default: the preset's; each costs a run).")
+@click.option("--motion-sparsity", type=float, default=None, metavar="WEIGHT",
+              help="layers: the velocities' shrink per step, as in synthesize (default: the preset's).")
 @device_option()
 @click.option("--verifier", "verifier_name", default=None, help="The network that scores each setting (preset's).")
 @click.option("--verifier-weights", default=None, help="Verifier weights, as in synthesize.")
@@ -65,7 +67,8 @@ def tune(**options: object) -> None:
 
 def run_tune(
     *, model_name: str, weights: str | None, classes: tuple[str, ...], stimuli: tuple[str, ...], steps: int | None,
-    size: tuple[int, int, int] | None, seed: int, restarts: int | None, device: torch.device, verifier_name: str | None,
+    size: tuple[int, int, int] | None, seed: int, restarts: int | None, motion_sparsity: float | None,
+    device: torch.device, verifier_name: str | None,
     verifier_weights: str | None, lambda_first: tuple[float, ...], lambda_last: tuple[float, ...],
     r: tuple[float, ...], out_dir: str,
 ) -> None:
@@ -79,7 +82,7 @@ def run_tune(
     entry = get_adapter_entry(model_name)
     preset = preset_for(model_name)
     config = SynthesisConfig.from_preset(model_name, steps=steps or max(1, preset.steps // 2), size=size, seed=seed,
-                                         restarts=restarts)
+                                         restarts=restarts, motion_sparsity=motion_sparsity)
     grid = {"lambda_first": lambda_first or PAPER_GRID["lambda_first"],
             "lambda_last": lambda_last or PAPER_GRID["lambda_last"], "r": r or PAPER_GRID["r"]}
     if not classes and entry.stimulus_source is not None:
@@ -142,11 +145,12 @@ def _write_reports(out, model_name, verifier_name, verifier_weights, config, gri
     report = {
         "model": model_name, "verifier": {"name": verifier_name, "weights": verifier_weights},
         "steps": config.steps, "size": list(config.size), "seed": config.seed, "restarts": config.restarts,
-        "grid": grid, "command": command,
+        "motion_sparsity": config.motion_sparsity, "grid": grid, "command": command,
         "best": asdict(winner), "trials": [asdict(t) for t in trials],
     }
     lines = [f"> command: {command}  ", (f"> {model_name}, verifier {verifier_name}, {config.steps} steps, "
-             f"{'x'.join(map(str, config.size))}, seed {config.seed}, {config.restarts} restart(s) per video"), "",
+             f"{'x'.join(map(str, config.size))}, seed {config.seed}, {config.restarts} restart(s) per video, "
+             f"motion sparsity {config.motion_sparsity}"), "",
              *tune_grid(report).markdown()]
     with atomic_path(out / "tune.json") as tmp:
         Path(tmp).write_text(json.dumps(report, indent=2))

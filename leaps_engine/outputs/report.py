@@ -344,7 +344,8 @@ def _tune_section(path: Path, report: dict) -> str:
     best = ", ".join(f"{column} {cell}" for column, cell in zip(grid.columns, grid.rows[0], strict=True))
     verifier = (report.get("verifier") or {}).get("name")
     about = (f"{report.get('model')}, verifier {verifier}, {report.get('steps')} steps, "
-             f"seed {report.get('seed')}, {report.get('restarts', 1)} restart(s) per video; "
+             f"seed {report.get('seed')}, {report.get('restarts', 1)} restart(s) per video, motion sparsity "
+             f"{report.get('motion_sparsity', 0.0)}; "
              f"command: {report.get('command')}")
     return (f"<section class=\"tune\"><h2>Tuning: {_text(path.parent.name)}</h2><p>{_text(about)}<br>"
             f"<code>{_text(path)}</code></p><p>Best: {_text(best)}.</p><details><summary>all "
