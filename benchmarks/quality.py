@@ -41,6 +41,7 @@ from leaps_engine.config import MAX_LAYERS, PRESETS
 from leaps_engine.engine.embedded.generator import CLASS_NAMES
 from leaps_engine.evaluation import MOTION_MATCH_THRESHOLD, evaluate_results
 from leaps_engine.outputs import video as video_files
+from leaps_engine.outputs.results import config_value
 
 # The paper's setting (pixels, no transformations, the config's decays) and the embedded preset's default
 # (its further settings over the paper's). Tables 1, 2, 3 and S2 vary one thing of the default; the priors
@@ -174,8 +175,15 @@ def _slug(overrides: dict) -> str:
 
 def _synthesize(out: Path, setting: dict, stimulus_set: int, args: argparse.Namespace) -> bool:
     """One run of `leaps-engine synthesize`: every class, stimulus set ``stimulus_set`` (generated with its
-    own seeds). False when the run had finished earlier and is reused."""
+    own seeds). False when the run had finished earlier and is reused; a finished run of another setting
+    (a folder named for an earlier default) stops the benchmark instead of being reused."""
     if (out / "result.json").exists():
+        summary = json.loads((out / "result.json").read_text())
+        differing = [key for key, value in setting.items() if config_value(summary, key) != value]
+        if differing:
+            key = differing[0]
+            raise SystemExit(f"error: {out} holds a run with {key} = {config_value(summary, key)!r}, not "
+                             f"{setting[key]!r}: move it away, or give another --runs folder")
         return False
     command = ["synthesize", "--out", str(out), "--seed", str(1000 * (stimulus_set + 1)), "--device", args.device,
                *[option for i in range(args.classes) for option in ("--class", str(i))],

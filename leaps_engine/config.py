@@ -127,9 +127,10 @@ class SynthesisConfig:
             0.1); ``None``: the parameterisation's default.
         moving_layers: ``layers`` only: how many of the largest layers move, 1 to ``MAX_LAYERS`` (default:
             all); the smaller ones stay still.
-        motion_sparsity: ``layers`` only: after each step every velocity is soft-thresholded toward zero by
-            this share of the step's learning rate (the proximal step of an L1 penalty on the velocities), so
-            that motion the objective does not keep asking for fades (default 0: off).
+        motion_sparsity: ``layers`` only (the others ignore it): after each step every velocity is
+            soft-thresholded toward zero by this share of the step's learning rate (the proximal step of an
+            L1 penalty on the velocities, as for a plain gradient step), so that motion the objective does
+            not keep asking for fades (default 0: off).
         warp_grid: ``warp`` only: control points per side of the displacement field (coarser: larger
             regions move as one).
         spatial_decay, temporal_decay: ``fourier`` only: the powers of the spatial and the temporal
@@ -265,7 +266,7 @@ class SynthesisConfig:
                              f"got {self.time_shift}")
         for name in ("lambda_first", "lambda_last", "r", "coherence_margin", "jitter", "tv_weight", "l2_weight",
                      "spatial_decay", "temporal_decay", "motion_sparsity"):
-            if getattr(self, name) < 0:
+            if not getattr(self, name) >= 0:  # NaN too
                 raise LeapsError(f"{name} must be >= 0, got {getattr(self, name)}")
 
 

@@ -161,7 +161,8 @@ def setting_options(command: Callable) -> Callable:
                           "the embedded preset: 2)."),
         click.option("--motion-sparsity", type=float, default=None, metavar="WEIGHT",
                      help="layers: after each step, shrink every velocity toward zero by this share of the step's "
-                          "learning rate, so motion the objective does not keep asking for fades (default 0: off)."),
+                          "learning rate, so motion the objective does not keep asking for fades (default 0: off; the "
+                          "embedded preset: 0.15)."),
         click.option("--warp-grid", type=int, default=None, metavar="POINTS",
                      help="warp: control points per side of the displacement field (default 8)."),
         click.option("--jitter", type=int, default=None, metavar="PIXELS",

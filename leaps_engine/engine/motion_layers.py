@@ -16,9 +16,9 @@ IEEE TIP 1994) with one layer per object of the stimulus's first frame:
    they are, and paints the layers, largest on top, over the filled background. The parameters are each
    frame's velocities, so a pose is the sum of the steps before it.
 4. With ``motion_sparsity`` > 0, every velocity is shrunk toward zero after each step (soft thresholding,
-   the proximal step of an L1 penalty; Beck and Teboulle, "A fast iterative shrinkage-thresholding
-   algorithm", SIAM J. Imaging Sci. 2009): a motion survives only where the objective keeps asking for
-   it, so that spin, scale or drift that no term needs fades.
+   the proximal step of an L1 penalty as for a plain gradient step; Beck and Teboulle, "A fast iterative
+   shrinkage-thresholding algorithm", SIAM J. Imaging Sci. 2009): a motion survives only where the
+   objective keeps asking for it, so that spin, scale or drift that no term needs fades.
 
 Made for scenes of flat objects on a smoother background, such as the embedded domain's; on a natural
 image the regions follow colour edges, not objects.
@@ -193,7 +193,7 @@ class LayerParameterization:
         check_still_frames("layers", seeds, size, frames)
         if not 1 <= moving_layers <= MAX_LAYERS:
             raise LeapsError(f"moving_layers must be in 1..{MAX_LAYERS}, got {moving_layers}")
-        if motion_sparsity < 0:
+        if not motion_sparsity >= 0:  # NaN too
             raise LeapsError(f"motion_sparsity must be >= 0, got {motion_sparsity}")
         length, height, width = size
         frames = frames[::restarts]  # one per video: its restarts share it, and are split into layers once
@@ -265,9 +265,11 @@ class LayerParameterization:
         """Keep each layer's velocities within :data:`MAX_SPEED`, :data:`MAX_SPIN` and :data:`MAX_GROWTH`, then
         soft-threshold them by ``motion_sparsity * lr`` (``lr``: the learning rate of the step just taken):
         ``v <- sign(v) * max(|v| - motion_sparsity * lr, 0)``, the proximal step of the penalty
-        ``motion_sparsity * sum |v|`` in every unit alike (pixels, radians, log-scale per frame). Adam's step
-        on a velocity is about ``lr`` where the gradient's sign holds steady, less where it wavers, so a
-        velocity the objective pushes less steadily than that share decays to zero."""
+        ``motion_sparsity * sum |v|`` for a plain gradient step of size ``lr``, in every unit alike (pixels,
+        radians, log-scale per frame). It is not rescaled by Adam's per-velocity step size: Adam's step on a
+        velocity is about ``lr`` where the gradient's sign holds steady, less where it wavers, so a velocity
+        the objective pushes less steadily than that share decays to zero. A step that float16's loss
+        scaler skips (inf or NaN gradients) is still followed by a shrink."""
         with torch.no_grad():
             fastest = MAX_SPEED * min(self._size[1:])
             speed = self._velocity[..., :2].norm(dim=-1, keepdim=True)
