@@ -182,8 +182,9 @@ def _synthesize(out: Path, setting: dict, stimulus_set: int, args: argparse.Name
         differing = [key for key, value in setting.items() if config_value(summary, key) != value]
         if differing:
             key = differing[0]
-            raise SystemExit(f"error: {out} holds a run with {key} = {config_value(summary, key)!r}, not "
-                             f"{setting[key]!r}: move it away, or give another --runs folder")
+            print(f"error: {out} holds a run with {key} = {config_value(summary, key)!r}, not {setting[key]!r}: "
+                  "move it away, or give another --runs folder", file=sys.stderr)
+            raise SystemExit(2)
         return False
     command = ["synthesize", "--out", str(out), "--seed", str(1000 * (stimulus_set + 1)), "--device", args.device,
                *[option for i in range(args.classes) for option in ("--class", str(i))],

@@ -1,5 +1,6 @@
 """benchmarks/quality.py in its reduced setting: the machinery that produces the committed quality tables."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -42,6 +43,20 @@ def test_figure_and_resumable_runs(report):
     assert rerun.returncode == 0
     assert [path.stat().st_mtime_ns for path in results] == stamps
     assert "(0 of 13 runs synthesized by this call" in (folder / "quality.md").read_text()
+
+
+def test_a_run_folder_of_another_setting_stops_the_benchmark(report):
+    """A folder named for a setting but holding a run of another (an earlier default's) is never reused."""
+    folder, _, command = report
+    result_file = folder / "runs" / "distance-l1" / "stimuli_0" / "result.json"
+    summary = json.loads(result_file.read_text())
+    summary["config"]["distance"] = "cos"
+    result_file.write_text(json.dumps(summary))
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)
+    assert rerun.returncode == 2
+    assert rerun.stderr.strip().splitlines()[-1] == (
+        f"error: {result_file.parent} holds a run with distance = 'cos', not 'l1': move it away, or give another "
+        "--runs folder")
 
 
 def test_priors_table_has_every_row_the_gradient_sizes_and_the_contact_sheets(tmp_path):
