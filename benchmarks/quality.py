@@ -115,6 +115,8 @@ def main() -> None:
         settings.setdefault(_slug({}), BASE)  # the default, for the figures
     runs = Path(args.runs)
     jobs = [(slug, setting, s) for slug, setting in settings.items() for s in range(args.stimuli)]
+    for slug, setting, stimulus_set in jobs:  # before anything is synthesized
+        _refuse_another_setting(runs / slug / f"stimuli_{stimulus_set}", setting)
     synthesized = sum(_synthesize(runs / slug / f"stimuli_{stimulus_set}", setting, stimulus_set, args)
                       for slug, setting, stimulus_set in tqdm(jobs, desc="settings x stimulus sets", unit="run"))
     rows = _evaluate([runs / slug for slug in settings], args)
@@ -173,18 +175,24 @@ def _slug(overrides: dict) -> str:
     return "_".join(f"{key}-{value}" for key, value in sorted(changed.items())).replace("+", "plus") or "leaps"
 
 
+def _refuse_another_setting(out: Path, setting: dict) -> None:
+    """Exit with one ``error:`` line (status 2) if ``out`` holds a finished run of a setting other than
+    ``setting``: a folder named for an earlier default must not be reused as this one."""
+    if not (out / "result.json").exists():
+        return
+    summary = json.loads((out / "result.json").read_text())
+    differing = [key for key, value in setting.items() if config_value(summary, key) != value]
+    if differing:
+        key = differing[0]
+        print(f"error: {out} holds a run with {key} = {config_value(summary, key)!r}, not {setting[key]!r}: "
+              "move it away, or give another --runs folder", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def _synthesize(out: Path, setting: dict, stimulus_set: int, args: argparse.Namespace) -> bool:
     """One run of `leaps-engine synthesize`: every class, stimulus set ``stimulus_set`` (generated with its
-    own seeds). False when the run had finished earlier and is reused; a finished run of another setting
-    (a folder named for an earlier default) stops the benchmark instead of being reused."""
+    own seeds). False when the run had finished earlier and is reused."""
     if (out / "result.json").exists():
-        summary = json.loads((out / "result.json").read_text())
-        differing = [key for key, value in setting.items() if config_value(summary, key) != value]
-        if differing:
-            key = differing[0]
-            print(f"error: {out} holds a run with {key} = {config_value(summary, key)!r}, not {setting[key]!r}: "
-                  "move it away, or give another --runs folder", file=sys.stderr)
-            raise SystemExit(2)
         return False
     command = ["synthesize", "--out", str(out), "--seed", str(1000 * (stimulus_set + 1)), "--device", args.device,
                *[option for i in range(args.classes) for option in ("--class", str(i))],
