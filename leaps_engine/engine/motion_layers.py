@@ -182,7 +182,7 @@ class LayerParameterization:
 
     Raises:
         LeapsError: fewer than 2 frames, frames that are not ``[B, 3, H, W]`` for ``B`` seeds,
-            ``moving_layers`` outside 1 to :data:`MAX_LAYERS`, a negative ``motion_sparsity``, or a frame
+            ``moving_layers`` outside 1 to :data:`MAX_LAYERS`, a negative (or NaN) ``motion_sparsity``, or a frame
             with no object to move (no region of :func:`min_layer_area` pixels differs from its background
             by :data:`LAYER_CONTRAST`).
     """
