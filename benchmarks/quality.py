@@ -181,10 +181,11 @@ def _refuse_another_setting(out: Path, setting: dict) -> None:
     if not (out / "result.json").exists():
         return
     summary = json.loads((out / "result.json").read_text())
-    differing = [key for key, value in setting.items() if config_value(summary, key) != value]
+    found = {key: config_value(summary, key) for key in setting}
+    differing = [key for key, value in setting.items() if found[key] != value]
     if differing:
         key = differing[0]
-        print(f"error: {out} holds a run with {key} = {config_value(summary, key)!r}, not {setting[key]!r}: "
+        print(f"error: {out} holds a run with {key} = {found[key]!r}, not {setting[key]!r}: "
               "move it away, or give another --runs folder", file=sys.stderr)
         raise SystemExit(2)
 

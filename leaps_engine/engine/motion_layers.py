@@ -277,5 +277,4 @@ class LayerParameterization:
             self._velocity[..., 2].clamp_(-MAX_SPIN, MAX_SPIN)
             self._velocity[..., 3].clamp_(-MAX_GROWTH, MAX_GROWTH)
             if self._motion_sparsity > 0:
-                shrunk = (self._velocity.abs() - self._motion_sparsity * lr).clamp_min(0.0)
-                self._velocity.copy_(self._velocity.sign() * shrunk)
+                self._velocity.copy_(nn.functional.softshrink(self._velocity, self._motion_sparsity * lr))
